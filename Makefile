@@ -1,0 +1,49 @@
+# gpulens: `make run` (local stack on simulated or real GPUs) and `make test` work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-gpu bench soak readme venv prometheus clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's prometheus gives promtool (tests lint every exposition with it) and a real Prometheus
+# for the integration tests. Installed when root and missing; otherwise the tests say what is missing.
+prometheus:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
+	  else echo "prometheus/promtool missing: apt-get install prometheus prometheus-alertmanager (as root)"; fi; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/gpulens gpu-exporter --simulate auto --simulate-mig '' $(ARGS)
+
+test: $(STAMP) prometheus
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# On a machine with an NVIDIA GPU and driver: real NVML, every family present or NotSupported.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_real.py
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/gpu_exporter.py
+	$(BIN)/python bench/podresources.py
+
+soak: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/soak.py --minutes $${SOAK_MINUTES:-30}
+
+readme: $(STAMP)
+	$(BIN)/python -m gpulens.docs README.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Collectors: NVML GPUs, kubelet pod attribution and the rest."""

@@ -1,0 +1,187 @@
+"""`gpulens gpu-exporter`: wires the sampler, pod attribution, event watcher and HTTP server.
+
+Rendering happens once per sample, in the sampler thread, into both exposition formats; a scrape
+only appends the sample age to pre-rendered bytes. Scrape cost is therefore flat in the number of
+GPUs' NVML latency and in the number of concurrent scrapers.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pynvml
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from gpulens import catalogue as c
+from gpulens.config import GpuExporterConfig
+from gpulens.exporters import dcgm, gpu, health
+from gpulens.exporters.podresources import PodResourcesWatcher
+from gpulens.exporters.sampler import Sampler, Snapshot
+from gpulens.exporters.xid import EventWatcher
+from gpulens.logs import StateLog
+
+EOF = b"# EOF\n"
+STALE_INTERVALS = 3  # /readyz fails once the snapshot is this many intervals old (a hung NVML call)
+_AGE_HEADER = f"# HELP {c.SAMPLE_AGE.name} {c.SAMPLE_AGE.help}\n# TYPE {c.SAMPLE_AGE.name} gauge\n".encode()
+
+
+class _Families:
+    """Adapts a list of families to the `collect()` interface prometheus_client's renderers take."""
+
+    def __init__(self, families: list[Metric]):
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+class GpuExporter:
+    """The running exporter: start() the threads, render(openmetrics) for scrapes, ready() for /readyz."""
+
+    def __init__(self, cfg: GpuExporterConfig, nvml: Any, nvml_source: str, hostname: str = "",
+                 pods: PodResourcesWatcher | None = None, log: logging.Logger | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self._source = nvml_source
+        self._hostname = hostname
+        self._clock = clock
+        self._log = log or logging.getLogger("gpulens.gpu_exporter")
+        self._collector_logs: dict[str, StateLog] = {}
+        self._rendered = (b"", b"")
+        self._render_lock = threading.Lock()
+        self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, on_snapshot=self._render,
+                               clock=clock, log=self._log)
+        self.pods = pods
+        self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
+                                   self.attribution, log=self._log) if cfg.xid_events else None
+
+    def attribution(self) -> gpu.Attribution:
+        return self.pods.mapping() if self.pods is not None else {}
+
+    def start(self) -> None:
+        self.sampler.cycle()  # first sample before serving, so /readyz is meaningful at once
+        self.sampler.start()
+        if self.pods is not None:
+            self.pods.start()
+        if self.events is not None:
+            self.events.start()
+
+    def stop(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+        if self.pods is not None:
+            self.pods.stop()
+        self.sampler.stop()
+
+    def _collectors(self, snapshot: Snapshot) -> dict[str, Callable[[], Iterable[Metric]]]:
+        attribution = self.attribution()
+        out: dict[str, Callable[[], Iterable[Metric]]] = {"gpu": lambda: gpu.collect(snapshot, attribution)}
+        if self.events is not None:
+            out["events"] = self.events.collect
+        if self.pods is not None:
+            out["podresources"] = self.pods.collect
+        if self.cfg.compat == "dcgm":
+            last_xid = self.events.last_xid() if self.events is not None else {}
+            out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
+        return out
+
+    def _render(self, snapshot: Snapshot) -> None:
+        """Render every collector into both formats; one that raises is reported, the rest still export."""
+        families: list[Metric] = []
+        success = {}
+        for name, collect in self._collectors(snapshot).items():
+            state = self._collector_logs.setdefault(name, StateLog(self._log, f"collector-{name}"))
+            try:
+                families.extend(collect())
+                success[name] = True
+                state.ok(f"collector {name} rendering")
+            except Exception as err:  # a bug in one collector must not blank the others
+                success[name] = False
+                state.failed(type(err).__name__, f"collector {name} failed: {err!r}")
+        families.extend(health.collect(snapshot, self._source, success))
+        registry = _Families(families)
+        rendered = (generate_latest(registry), generate_openmetrics(registry).removesuffix(EOF))  # type: ignore[arg-type]
+        with self._render_lock:
+            self._rendered = rendered
+
+    def render(self, openmetrics: bool) -> bytes:
+        """The last snapshot's exposition plus its age; called on every scrape, never touches NVML."""
+        snapshot = self.sampler.snapshot
+        age = self._clock() - snapshot.monotonic if snapshot is not None else 0.0
+        text, om = self._rendered
+        tail = _AGE_HEADER + f"{c.SAMPLE_AGE.name} {age:.6f}\n".encode()
+        return om + tail + EOF if openmetrics else text + tail
+
+    def ready(self) -> tuple[bool, str]:
+        snapshot = self.sampler.snapshot
+        if snapshot is None:
+            return False, "no sample yet"
+        if not snapshot.nvml_up:
+            return False, f"NVML is down: {snapshot.nvml_error}"
+        age = self._clock() - snapshot.monotonic
+        if age > STALE_INTERVALS * self.cfg.interval_seconds:
+            return False, f"sampler stalled: last sample {age:.1f}s ago (an NVML call may hang)"
+        return True, "ok"
+
+
+def open_nvml(cfg: GpuExporterConfig, log: logging.Logger) -> tuple[Any, str]:
+    """The NVML to use: real pynvml, or the simulated one (`--simulate N[:model]`, or `auto` fallback)."""
+    from gpulens.sim import SimulatedNVML, parse_simulate
+
+    spec = cfg.simulate
+    if spec == "auto":
+        try:
+            pynvml.nvmlInit()
+            pynvml.nvmlShutdown()
+            return pynvml, "real"
+        except pynvml.NVMLError as err:
+            spec = "8:h100"
+            log.warning(
+                f"!!! NO NVIDIA DRIVER ({type(err).__name__}): SERVING 8 SIMULATED H100 GPUs (uuids GPU-sim-…), "
+                "NOT REAL DATA !!!", extra={"event": {"action": "simulate-fallback"}},
+            )
+    if not spec:
+        return pynvml, "real"
+    count, model = parse_simulate(spec)
+    if spec == cfg.simulate:
+        log.warning(f"serving {count} simulated {model} GPUs (uuids GPU-sim-…), not real data")
+    return SimulatedNVML(count=count, model=model, mig=cfg.simulate_mig or None), "simulated"
+
+
+def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    import os
+    import socket
+
+    from gpulens.server import MetricsServer
+    from gpulens.webconfig import load_web_config
+
+    web_config = load_web_config(cfg.web_config_file) if cfg.web_config_file else None
+    nvml, source = open_nvml(cfg, log)
+    pods = PodResourcesWatcher(cfg.podresources_socket, cfg.podresources_interval_seconds) if cfg.pod_attribution else None
+    hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
+    exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
+    server = MetricsServer(cfg.listen_address, cfg.port, exporter.render, exporter.ready, web_config,
+                           title="gpulens GPU exporter", log=log)
+    try:
+        server.start()
+    except OSError as err:
+        log.error(f"cannot listen on {cfg.listen_address}:{cfg.port}: {err.strerror}")
+        return 1
+    exporter.start()
+    log.info(f"gpu exporter serving on {cfg.listen_address}:{server.port} ({source} NVML)",
+             extra={"event": {"action": "started"}})
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    exporter.stop()
+    return 0

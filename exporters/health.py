@@ -1,0 +1,41 @@
+"""The exporter's own health: NVML up, call errors, sampling cost, build info.
+
+    gpulens_nvml_errors_total{function="nvmlDeviceGetFanSpeed",error="NotSupported"} 8
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Mapping
+
+from prometheus_client.core import Metric
+
+from gpulens import __version__
+from gpulens import catalogue as c
+from gpulens.exporters.sampler import DURATION_BUCKETS, Snapshot
+
+
+def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str, bool]) -> Iterator[Metric]:
+    up = c.NVML_UP.new()
+    up.add_metric([], 1.0 if snapshot.nvml_up else 0.0)
+    yield up
+
+    errors = c.NVML_ERRORS.new()
+    for (function, error), count in snapshot.errors:
+        errors.add_metric([function, error], count)
+    yield errors
+
+    duration = c.SAMPLE_DURATION.new()
+    if snapshot.duration_buckets:
+        buckets = [("+Inf" if b == float("inf") else repr(b), n) for b, n in zip(DURATION_BUCKETS, snapshot.duration_buckets)]
+        duration.add_metric([], buckets, snapshot.duration_sum)
+    yield duration
+
+    build = c.BUILD_INFO.new()
+    build.add_metric([__version__, platform.python_version(), nvml_source], 1.0)
+    yield build
+
+    success = c.COLLECTOR_SUCCESS.new()
+    for name, ok in sorted(collector_success.items()):
+        success.add_metric([name], 1.0 if ok else 0.0)
+    yield success

@@ -1,0 +1,317 @@
+"""Read one GPU through NVML into an immutable reading, in base units.
+
+The NVML module is injected (the real `pynvml` or `gpulens.sim.SimulatedNVML`), so the same code
+runs on a GPU node, a laptop demo and the tests. A function that answers NotSupported for a device
+is remembered and never called again for it: the family is simply absent for that GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynvml
+
+# Clock-event reasons, one 0/1 series each (nvmlDeviceGetCurrentClocksEventReasons bitmask).
+CLOCK_EVENT_REASONS = {
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clock_setting": 0x100,
+}
+NVLINK_ERROR_TYPES = {
+    "replay": pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
+    "recovery": pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+    "crc_flit": pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
+}
+_FIELDS = (pynvml.NVML_FI_DEV_MEMORY_TEMP, pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+           pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES, pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT)
+MHZ = 1e6
+
+
+class GpuLost(Exception):
+    """The device answered GpuIsLost (fell off the bus, XID 79): abandon this GPU for this cycle."""
+
+
+class NvmlDown(Exception):
+    """NVML itself stopped answering (driver unloaded, library gone): re-initialise with backoff."""
+
+
+_LOST = (pynvml.NVML_ERROR_GPU_IS_LOST,)
+_DOWN = (pynvml.NVML_ERROR_UNINITIALIZED, pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
+         pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+
+
+def error_name(err: BaseException) -> str:
+    """`NVMLError_NotSupported` -> `NotSupported`: a stable, low-cardinality label value."""
+    return type(err).__name__.removeprefix("NVMLError_") if isinstance(err, pynvml.NVMLError) else type(err).__name__
+
+
+class Caller:
+    """Calls NVML for one device: skips remembered NotSupported calls and counts errors by name."""
+
+    def __init__(self, nvml: Any, errors: Counter[tuple[str, str]]):
+        self.nvml = nvml
+        self.errors = errors
+        self.unsupported: set[tuple[str, tuple[Any, ...]]] = set()
+
+    def __call__(self, fn: str, handle: Any, *args: Any) -> Any:
+        """The call's result, or None when it failed; raises GpuLost / NvmlDown for the sampler."""
+        key = (fn, args)
+        if key in self.unsupported:
+            return None
+        try:
+            return getattr(self.nvml, fn)(handle, *args)
+        except pynvml.NVMLError as err:
+            self.errors[(fn, error_name(err))] += 1
+            if err.value == pynvml.NVML_ERROR_NOT_SUPPORTED:
+                self.unsupported.add(key)
+            elif err.value in _LOST:
+                raise GpuLost(fn) from err
+            elif err.value in _DOWN:
+                raise NvmlDown(fn) from err
+            return None
+        except pynvml.NVMLLibraryMismatchError:  # not an NVMLError (REFERENCE.md): unversioned process call
+            self.errors[(fn, "LibraryMismatch")] += 1
+            self.unsupported.add(key)
+            return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What does not change while the driver is loaded: read once per enumeration."""
+
+    index: int
+    uuid: str
+    name: str
+    pci_bus_id: str
+    serial: str
+    vbios_version: str
+
+
+@dataclass(frozen=True)
+class MigReading:
+    """One MIG instance: identity and per-instance memory."""
+
+    uuid: str
+    gpu_instance_id: int
+    compute_instance_id: int
+    profile: str
+    memory_total: float | None
+    memory_used: float | None
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU at one instant, in base units; None = not supported here (the series is omitted)."""
+
+    identity: Identity
+    up: bool = True
+    utilization: float | None = None
+    memory_utilization: float | None = None
+    encoder_utilization: float | None = None
+    decoder_utilization: float | None = None
+    memory_total: float | None = None
+    memory_used: float | None = None
+    memory_free: float | None = None
+    memory_reserved: float | None = None
+    temperature: float | None = None
+    memory_temperature: float | None = None
+    power: float | None = None
+    power_limit: float | None = None
+    power_enforced_limit: float | None = None
+    energy: float | None = None
+    fan: float | None = None
+    pstate: float | None = None
+    sm_clock: float | None = None
+    memory_clock: float | None = None
+    sm_clock_max: float | None = None
+    memory_clock_max: float | None = None
+    clock_events: int | None = None
+    pcie_generation: float | None = None
+    pcie_width: float | None = None
+    pcie_max_generation: float | None = None
+    pcie_max_width: float | None = None
+    pcie_replays: float | None = None
+    pcie_tx: float | None = None
+    pcie_rx: float | None = None
+    ecc: dict[tuple[str, str], float] = field(default_factory=dict)  # (corrected|uncorrected, volatile|aggregate)
+    retired_pages: dict[str, float] = field(default_factory=dict)  # cause -> pages
+    remapped_rows: tuple[float, float, float, float] | None = None  # corr, unc, pending, failure
+    nvlink_up: dict[int, float] = field(default_factory=dict)
+    nvlink_tx: dict[int, float] = field(default_factory=dict)
+    nvlink_rx: dict[int, float] = field(default_factory=dict)
+    nvlink_errors: dict[tuple[int, str], float] = field(default_factory=dict)
+    processes: tuple[tuple[int, float], ...] = ()
+    mig_mode: float | None = None
+    mig: tuple[MigReading, ...] = ()
+    gpm: dict[str, dict[str, float]] = field(default_factory=dict)  # "" (whole GPU) or GI id -> metric -> value
+
+
+def read_identity(call: Caller, index: int, handle: Any) -> Identity:
+    """Identity strings; a missing one is empty rather than failing enumeration."""
+    pci = call("nvmlDeviceGetPciInfo", handle)
+    return Identity(
+        index=index,
+        uuid=call("nvmlDeviceGetUUID", handle) or f"unknown-{index}",
+        name=call("nvmlDeviceGetName", handle) or "",
+        pci_bus_id=as_text(pci.busId) if pci is not None else "",
+        serial=call("nvmlDeviceGetSerial", handle) or "",
+        vbios_version=call("nvmlDeviceGetVbiosVersion", handle) or "",
+    )
+
+
+def as_text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _scaled(value: Any, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
+             mig: Callable[[], tuple[float | None, tuple[MigReading, ...]]],
+             gpm: Callable[[], dict[str, dict[str, float]]]) -> GpuReading:
+    """Every per-GPU family in one pass; MIG and GPM readers are passed in (they keep state)."""
+    util = call("nvmlDeviceGetUtilizationRates", handle)
+    enc = call("nvmlDeviceGetEncoderUtilization", handle)
+    dec = call("nvmlDeviceGetDecoderUtilization", handle)
+    mem = call("nvmlDeviceGetMemoryInfo", handle, pynvml.nvmlMemory_v2)
+    fields = _read_fields(call, handle)
+    remap = call("nvmlDeviceGetRemappedRows", handle)
+    mig_mode, mig_readings = mig()
+    links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
+    return GpuReading(
+        identity=identity,
+        utilization=_scaled(util.gpu, 0.01) if util is not None else None,
+        memory_utilization=_scaled(util.memory, 0.01) if util is not None else None,
+        encoder_utilization=_scaled(enc[0], 0.01) if enc is not None else None,
+        decoder_utilization=_scaled(dec[0], 0.01) if dec is not None else None,
+        memory_total=mem.total if mem is not None else None,
+        memory_used=mem.used if mem is not None else None,
+        memory_free=mem.free if mem is not None else None,
+        memory_reserved=mem.reserved if mem is not None else None,
+        temperature=call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU),
+        memory_temperature=fields.get(pynvml.NVML_FI_DEV_MEMORY_TEMP),
+        power=_scaled(call("nvmlDeviceGetPowerUsage", handle), 1e-3),
+        power_limit=_scaled(call("nvmlDeviceGetPowerManagementLimit", handle), 1e-3),
+        power_enforced_limit=_scaled(call("nvmlDeviceGetEnforcedPowerLimit", handle), 1e-3),
+        energy=_scaled(call("nvmlDeviceGetTotalEnergyConsumption", handle), 1e-3),
+        fan=_scaled(call("nvmlDeviceGetFanSpeed", handle), 0.01),
+        pstate=call("nvmlDeviceGetPerformanceState", handle),
+        sm_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
+        memory_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),
+        sm_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
+        memory_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),
+        clock_events=call("nvmlDeviceGetCurrentClocksEventReasons", handle),
+        pcie_generation=call("nvmlDeviceGetCurrPcieLinkGeneration", handle),
+        pcie_width=call("nvmlDeviceGetCurrPcieLinkWidth", handle),
+        pcie_max_generation=call("nvmlDeviceGetMaxPcieLinkGeneration", handle),
+        pcie_max_width=call("nvmlDeviceGetMaxPcieLinkWidth", handle),
+        pcie_replays=call("nvmlDeviceGetPcieReplayCounter", handle),
+        pcie_tx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES),
+        pcie_rx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
+        ecc=_read_ecc(call, handle),
+        retired_pages=_read_retired(call, handle),
+        remapped_rows=tuple(float(v) for v in remap) if remap is not None else None,  # type: ignore[arg-type]
+        **_read_nvlink(call, handle, links),
+        processes=_read_processes(call, handle) if processes else (),
+        mig_mode=mig_mode,
+        mig=mig_readings,
+        gpm=gpm(),
+    )
+
+
+_VALUE_MEMBER = {
+    pynvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+}
+
+
+def field_value(fv: Any) -> float | None:
+    """A c_nvmlFieldValue_t as a number, or None when NVML says this field failed."""
+    if fv.nvmlReturn != pynvml.NVML_SUCCESS:
+        return None
+    return float(getattr(fv.value, _VALUE_MEMBER.get(fv.valueType, "ullVal")))
+
+
+def _read_fields(call: Caller, handle: Any) -> dict[int, float]:
+    """One batched nvmlDeviceGetFieldValues for the scalar fields; each field has its own return code."""
+    values = call("nvmlDeviceGetFieldValues", handle, list(_FIELDS))
+    out: dict[int, float] = {}
+    for fv in values or ():
+        value = field_value(fv)
+        if value is not None:
+            out[int(fv.fieldId)] = value
+    return out
+
+
+def _read_ecc(call: Caller, handle: Any) -> dict[tuple[str, str], float]:
+    out = {}
+    for type_name, etype in (("corrected", pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+                             ("uncorrected", pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED)):
+        for scope, ctype in (("volatile", pynvml.NVML_VOLATILE_ECC), ("aggregate", pynvml.NVML_AGGREGATE_ECC)):
+            value = call("nvmlDeviceGetTotalEccErrors", handle, etype, ctype)
+            if value is not None:
+                out[(type_name, scope)] = float(value)
+    return out
+
+
+def _read_retired(call: Caller, handle: Any) -> dict[str, float]:
+    out = {}
+    for cause, code in (("multiple_single_bit", pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS),
+                        ("double_bit", pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)):
+        pages = call("nvmlDeviceGetRetiredPages", handle, code)
+        if pages is not None:
+            out[cause] = float(len(pages))
+    return out
+
+
+def _read_nvlink(call: Caller, handle: Any, links: int) -> dict[str, Any]:
+    """Per-link state, error counters and one batched field read for all links' byte counters."""
+    up: dict[int, float] = {}
+    tx: dict[int, float] = {}
+    rx: dict[int, float] = {}
+    errors: dict[tuple[int, str], float] = {}
+    if links:
+        ids = [(fid, link) for link in range(links)
+               for fid in (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX)]
+        for fv in call("nvmlDeviceGetFieldValues", handle, ids) or ():
+            value = field_value(fv)
+            if value is not None:  # NVML reports these in KiB
+                (tx if fv.fieldId == pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX else rx)[int(fv.scopeId)] = value * 1024
+        for link in range(links):
+            state = call("nvmlDeviceGetNvLinkState", handle, link)
+            if state is not None:
+                up[link] = float(state)
+            for name, counter in NVLINK_ERROR_TYPES.items():
+                value = call("nvmlDeviceGetNvLinkErrorCounter", handle, link, counter)
+                if value is not None:
+                    errors[(link, name)] = float(value)
+    return {"nvlink_up": up, "nvlink_tx": tx, "nvlink_rx": rx, "nvlink_errors": errors}
+
+
+def _read_processes(call: Caller, handle: Any) -> tuple[tuple[int, float], ...]:
+    procs = call("nvmlDeviceGetComputeRunningProcesses", handle)
+    if not procs:
+        return ()
+    # usedGpuMemory is None on Windows/WDDM or without permission: skip rather than report 0.
+    return tuple(sorted((int(p.pid), float(p.usedGpuMemory)) for p in procs if p.usedGpuMemory is not None))
+
+
+def address(handle: Any) -> Any:
+    """A hashable key for a device handle: real pynvml handles are ctypes pointers (unhashable by value)."""
+    if isinstance(handle, ctypes._Pointer):
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    return handle

@@ -1,0 +1,1 @@
+"""Generated kubelet PodResources v1 protobuf/gRPC stubs and their .proto."""

@@ -1,0 +1,235 @@
+"""The NVML sampler thread: reads every GPU at a fixed interval into an immutable snapshot.
+
+Scrapes never call NVML; they serve the last snapshot. So scrape latency does not depend on NVML
+latency or on how many scrapers there are, and an NVML call that hangs (it cannot be cancelled
+in-process) stalls only this thread while the sample age grows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynvml
+
+from gpulens.exporters.gpm import GpmReader
+from gpulens.exporters.mig import MigReader
+from gpulens.exporters.nvml import (
+    Caller, GpuLost, GpuReading, Identity, NvmlDown, as_text, error_name, read_gpu, read_identity,
+)
+from gpulens.logs import StateLog
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
+BACKOFF_MAX_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one sampler cycle saw; never mutated after publication."""
+
+    taken_at: float  # unix time
+    monotonic: float
+    nvml_up: bool
+    nvml_error: str = ""
+    driver_version: str = ""
+    cuda_version: str = ""
+    gpus: tuple[GpuReading, ...] = ()
+    errors: tuple[tuple[tuple[str, str], int], ...] = ()
+    duration_buckets: tuple[int, ...] = ()  # cumulative counts per DURATION_BUCKETS
+    duration_sum: float = 0.0
+
+
+@dataclass
+class _Device:
+    """Sampler-private state of one GPU: its handle, remembered NotSupported calls, MIG and GPM state."""
+
+    index: int
+    handle: Any
+    identity: Identity
+    call: Caller
+    mig: MigReader
+    gpm: GpmReader
+    lost: bool = False
+    log: StateLog = field(default=None)  # type: ignore[assignment]
+
+
+class Sampler:
+    """Owns NVML: init with backoff, enumeration, per-GPU loss and recovery, the sampling loop."""
+
+    def __init__(self, nvml: Any, interval: float = 1.0, processes: bool = False, gpm: bool = True,
+                 on_snapshot: Callable[[Snapshot], None] = lambda s: None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 log: logging.Logger | None = None):
+        self.nvml = nvml
+        self.interval = interval
+        self._processes = processes
+        self._gpm = gpm
+        self._on_snapshot = on_snapshot
+        self._clock = clock
+        self._wall = wall
+        self._log = log or logging.getLogger("gpulens.sampler")
+        self._nvml_state = StateLog(self._log, "nvml")
+        self._errors: Counter[tuple[str, str]] = Counter()
+        self._devices: list[_Device] = []
+        self._initialized = False
+        self._nvml_error = ""
+        self._retry_at = 0.0
+        self._backoff = interval
+        self._versions = ("", "")
+        self._buckets = [0] * len(DURATION_BUCKETS)
+        self._duration_sum = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.snapshot: Snapshot | None = None
+        self.generation = 0  # bumped on every (re-)enumeration; the XID watcher re-registers on change
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nvml-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._initialized:
+            self._shutdown()
+
+    def _run(self) -> None:
+        next_at = self._clock()
+        while not self._stop.is_set():
+            self.cycle()
+            next_at += self.interval
+            now = self._clock()
+            if next_at < now:  # overran (slow NVML): start the next cycle now, don't burst to catch up
+                next_at = now
+            self._stop.wait(next_at - now)
+
+    def devices(self) -> tuple[tuple[int, str, Any], ...]:
+        """(index, uuid, handle) of the GPUs currently answering, for the event watcher."""
+        return tuple((d.index, d.identity.uuid, d.handle) for d in self._devices if not d.lost)
+
+    # --- one cycle -------------------------------------------------------------------------------
+    def cycle(self) -> Snapshot:
+        """Read every GPU once and publish the snapshot (public so tests and benchmarks drive it)."""
+        started = self._clock()
+        gpus: tuple[GpuReading, ...] = ()
+        if not self._initialized and started >= self._retry_at:
+            self._init()
+        if self._initialized:
+            try:
+                self._check_count()
+                gpus = tuple(self._read(d) for d in self._devices)
+            except NvmlDown as err:
+                self._down(f"{err} failed: NVML stopped answering")
+        if not self._initialized:
+            gpus = tuple(GpuReading(identity=d.identity, up=False) for d in self._devices)
+        duration = self._clock() - started
+        self._buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        self._duration_sum += duration
+        snapshot = Snapshot(
+            taken_at=self._wall(), monotonic=self._clock(), nvml_up=self._initialized,
+            nvml_error=self._nvml_error, driver_version=self._versions[0], cuda_version=self._versions[1],
+            gpus=gpus, errors=tuple(sorted(self._errors.items())),
+            duration_buckets=tuple(_cumulative(self._buckets)), duration_sum=self._duration_sum,
+        )
+        self.snapshot = snapshot
+        self._on_snapshot(snapshot)
+        return snapshot
+
+    def _init(self) -> None:
+        try:
+            self.nvml.nvmlInit()
+            driver = self.nvml.nvmlSystemGetDriverVersion()
+            cuda = self.nvml.nvmlSystemGetCudaDriverVersion()
+            self._versions = (as_text(driver), f"{cuda // 1000}.{cuda % 1000 // 10}")
+            self._initialized = True
+            self._enumerate()
+        except pynvml.NVMLError as err:
+            self._errors[("nvmlInit", error_name(err))] += 1
+            self._down(f"nvmlInit failed: {error_name(err)}")
+            return
+        self._nvml_error = ""
+        self._backoff = self.interval
+        self._nvml_state.ok(f"NVML initialised: {len(self._devices)} GPUs, driver {self._versions[0]}")
+
+    def _down(self, reason: str) -> None:
+        """NVML is gone: keep serving (nvml_up 0, /readyz 503) and retry with exponential backoff."""
+        if self._initialized:
+            self._shutdown()
+        self._nvml_error = reason
+        self._retry_at = self._clock() + self._backoff
+        self._nvml_state.failed(reason.split(":")[-1].strip(), f"{reason}; retrying with backoff")
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _shutdown(self) -> None:
+        self._initialized = False
+        for device in self._devices:
+            device.gpm.close()
+        try:
+            self.nvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass  # already gone: the driver was unloaded under us
+
+    def _enumerate(self) -> None:
+        count = self.nvml.nvmlDeviceGetCount()
+        known = {d.index: d for d in self._devices}
+        self._devices = [self._open(i, known.get(i)) for i in range(count)]
+        self.generation += 1
+
+    def _check_count(self) -> None:
+        try:
+            count = self.nvml.nvmlDeviceGetCount()
+        except pynvml.NVMLError as err:
+            self._errors[("nvmlDeviceGetCount", error_name(err))] += 1
+            raise NvmlDown("nvmlDeviceGetCount") from err
+        if count != len(self._devices):
+            self._enumerate()
+
+    def _open(self, index: int, previous: _Device | None) -> _Device:
+        """A device's handle and identity; a GPU lost at enumeration is kept as a lost placeholder."""
+        call = Caller(self.nvml, self._errors)
+        log = previous.log if previous else StateLog(self._log, f"gpu{index}")
+        try:
+            handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+            identity = read_identity(call, index, handle)
+        except (pynvml.NVMLError, GpuLost) as err:
+            self._errors[("nvmlDeviceGetHandleByIndex", error_name(err.__cause__ or err))] += 1
+            identity = previous.identity if previous else Identity(index, f"unknown-{index}", "", "", "", "")
+            return _Device(index, None, identity, call, MigReader(call, None), GpmReader(call, None, False), True, log)
+        gpm = GpmReader(call, handle, self._gpm, self._clock)
+        return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, False, log)
+
+    def _read(self, device: _Device) -> GpuReading:
+        if device.lost:
+            recovered = self._open(device.index, device)
+            if recovered.lost:
+                return GpuReading(identity=device.identity, up=False)
+            self._devices[device.index] = device = recovered
+            self.generation += 1
+        try:
+            reading = read_gpu(device.call, device.identity, device.handle, self._processes, device.mig,
+                               lambda: device.gpm(gi for _, gi in device.mig.slots()))
+        except GpuLost as err:
+            device.lost = True
+            device.gpm.close()
+            device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
+                               gpu={"index": device.index, "uuid": device.identity.uuid})
+            return GpuReading(identity=device.identity, up=False)
+        device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
+                      gpu={"index": device.index, "uuid": device.identity.uuid})
+        return reading
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    total, out = 0, []
+    for c in counts:
+        total += c
+        out.append(total)
+    return out

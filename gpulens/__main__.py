@@ -1,0 +1,7 @@
+"""`python -m gpulens`."""
+
+import sys
+
+from gpulens.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""The one `gpulens` command: each subcommand parses flags, loads typed config and calls one run_*().
+
+Flags are generated from the config dataclass, so a field, its flag, its GPULENS_* variable and
+its YAML key can never drift apart. Bad input exits 2 with one line per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from gpulens import __version__
+from gpulens.config import ConfigError, GpuExporterConfig, load
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line naming the allowed flags, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        allowed = sorted(o for a in self._actions for o in a.option_strings if o.startswith("--"))
+        if "unrecognized arguments" in message:
+            message += f" (allowed: {', '.join(allowed)})"
+        self.exit(USAGE_ERROR, f"{self.prog}: {message}\n")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (keys as the flags, with underscores).")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        default = f" (default: {f.default!r})" if f.default not in ("", None) else ""
+        choices = f" One of: {', '.join(meta['choices'])}." if meta.get("choices") else ""
+        env = f" Env: GPULENS_{f.name.upper()}."
+        # Values stay text here: config.load converts and validates them with exact messages.
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, nargs="?", const="true", default=None, metavar="BOOL",
+                                help=meta["help"] + default + env)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.split("_")[-1].upper(),
+                                help=meta["help"] + default + choices + env)
+
+
+def _flags(ns: argparse.Namespace, cls: type) -> dict[str, Any]:
+    return {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}
+
+
+def run_gpu_exporter(ns: argparse.Namespace) -> int:
+    cfg = load(GpuExporterConfig, ns.config, flags=_flags(ns, GpuExporterConfig))
+    # Imported after the config is known good: a typo answers fast, without loading NVML or grpc.
+    from gpulens import logs
+    from gpulens.exporters.gpu_exporter import run
+    from gpulens.sim import parse_simulate
+    from gpulens.webconfig import WebConfigError, load_web_config
+
+    problems = []
+    if cfg.simulate not in ("", "auto"):
+        try:
+            parse_simulate(cfg.simulate)
+        except ValueError as err:
+            problems.append(f"simulate: {err}")
+    if cfg.web_config_file:
+        try:
+            load_web_config(cfg.web_config_file)
+        except WebConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(problems)
+    return run(cfg, logs.setup(cfg.log_level, "gpulens-gpu-exporter"))
+
+
+COMMANDS: dict[str, tuple[type, str, Callable[[argparse.Namespace], int]]] = {
+    "gpu-exporter": (GpuExporterConfig, "Export NVML GPU metrics (DaemonSet on every GPU node).", run_gpu_exporter),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = _Parser(prog="gpulens", description="Observability for GPU model serving on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"gpulens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = {}
+    for name, (cls, help_text, _) in COMMANDS.items():
+        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        _add_config_flags(subparsers[name], cls)
+    return parser, subparsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, subparsers = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return USAGE_ERROR
+    if extra:  # reported by the subcommand's parser, so the allowed flags listed are its own
+        subparsers[ns.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return COMMANDS[ns.command][2](ns)
+    except ConfigError as err:
+        for line in err.problems:
+            print(f"gpulens {ns.command}: {line}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

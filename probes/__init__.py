@@ -1,0 +1,1 @@
+"""Probes: synthetic inference requests and the GPU canary."""

@@ -1,0 +1,59 @@
+"""The `gpulens` command: version, help, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from gpulens import __version__
+
+
+def _gpulens(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gpulens", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_version() -> None:
+    out = _gpulens("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"gpulens {__version__}"
+
+
+def test_subcommand_help_lists_flags_and_env() -> None:
+    out = _gpulens("gpu-exporter", "--help")
+    assert out.returncode == 0
+    for needle in ("--simulate", "--compat", "GPULENS_INTERVAL_SECONDS", "One of: none, dcgm"):
+        assert needle in out.stdout
+
+
+def test_unknown_flag_is_one_line_with_allowed_flags() -> None:
+    out = _gpulens("gpu-exporter", "--prot", "1")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "unrecognized arguments: --prot 1 (allowed: --compat, --config," in lines[0]
+
+
+def test_bad_value_exit_2() -> None:
+    out = _gpulens("gpu-exporter", "--compat", "nvidia")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gpulens gpu-exporter: flag --compat: 'nvidia' is not allowed (allowed: none, dcgm)"
+
+
+def test_bad_simulate_spec_exit_2() -> None:
+    out = _gpulens("gpu-exporter", "--simulate", "8:h200x")
+    assert out.returncode == 2
+    assert out.stderr.startswith("gpulens gpu-exporter: simulate: ")
+    assert "h100" in out.stderr  # names the allowed models
+
+
+def test_bad_env_exit_2() -> None:
+    out = subprocess.run([sys.executable, "-m", "gpulens", "gpu-exporter"], capture_output=True, text=True,
+                         timeout=60, env={"GPULENS_PORT": "http", "PATH": "/usr/bin"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gpulens gpu-exporter: environment variable GPULENS_PORT: 'http' is not an integer"
+
+
+def test_no_command_prints_help_exit_2() -> None:
+    out = _gpulens()
+    assert out.returncode == 2
+    assert "gpu-exporter" in out.stdout
