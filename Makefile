@@ -24,7 +24,7 @@ prometheus:
 	fi
 
 run: $(STAMP)
-	$(BIN)/gpulens gpu-exporter --simulate auto --simulate-mig '' $(ARGS)
+	$(BIN)/gpulens gpu-exporter --simulate auto --simulate-kubelet --listen-address 127.0.0.1 $(ARGS)
 
 test: $(STAMP) prometheus
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

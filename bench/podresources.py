@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import multiprocessing.synchronize
 import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from gpulens.exporters.podresources import PodResourcesWatcher
@@ -32,12 +32,13 @@ def node_pods() -> list[PodSpec]:
     pods = [PodSpec("models", f"model-{i:03d}-predictor-00001-deployment-7d9f8c6b5-{i:05x}",
                     [("kserve-container", resource, [uuid]), ("queue-proxy", "", [])])
             for i, (resource, uuid) in enumerate(devices)]
-    pods += [PodSpec(f"team-{i % 20:02d}", f"web-{i:04d}-6b8d9f7c5d-{i:05x}", [("app", "", []), ("istio-proxy", "", [])])
+    pods += [PodSpec(f"team-{i % 20:02d}", f"web-{i:04d}-6b8d9f7c5d-{i:05x}",
+                     [("app", "", []), ("istio-proxy", "", [])])
              for i in range(len(pods), PODS)]
     return pods
 
 
-def _serve(socket_path: str, ready: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event) -> None:
+def _serve(socket_path: str, ready: Event, done: Event) -> None:
     kubelet = FakeKubelet(socket_path).start()
     kubelet.set_pods(node_pods())
     ready.set()
@@ -81,7 +82,8 @@ def run_bench(refreshes: int = 50) -> dict[str, object]:
     return {
         "pods": PODS, "devices": devices, "refreshes": refreshes, "goal_ms": GOAL_MS,
         "first_refresh_ms": round(connect_ms, 3),
-        **{f"{name}_ms": {"p50": round(_percentile(values, 0.5), 3), "p99": round(_percentile(values, 0.99), 3),
+        **{f"{name}_ms": {"p50": round(_percentile(values, 0.5), 3),
+                          "p99": round(_percentile(values, 0.99), 3),
                           "mean": round(statistics.fmean(values), 3)}
            for name, values in (("wall", wall), ("thread_cpu", thread_cpu), ("process_cpu", process_cpu))},
         "ok": _percentile(process_cpu, 0.99) <= GOAL_MS and _percentile(wall, 0.99) <= GOAL_MS,
@@ -90,7 +92,7 @@ def run_bench(refreshes: int = 50) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, help="also write the results here (e.g. bench/results/podresources.json)")
+    parser.add_argument("--json", type=Path, help="also write results here (bench/results/podresources.json)")
     parser.add_argument("--refreshes", type=int, default=50)
     args = parser.parse_args(argv)
     result = run_bench(args.refreshes)
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("wall", "thread_cpu", "process_cpu"):
         stats = result[f"{name}_ms"]
         assert isinstance(stats, dict)
-        print(f"{name.replace('_', ' '):<22}{stats['p50']:>10.2f}{stats['p99']:>10.2f}{stats['mean']:>10.2f}{GOAL_MS:>10.0f}")
+        print(f"{name.replace('_', ' '):<22}{stats['p50']:>10.2f}{stats['p99']:>10.2f}{stats['mean']:>10.2f}"
+              f"{GOAL_MS:>10.0f}")
     print("goal met" if result["ok"] else "GOAL MISSED")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,9 @@ def collect(snapshot: Snapshot, attribution: Attribution, hostname: str, last_xi
             value = getattr(g, attr)
             if value is not None:
                 metrics[family.name].add_metric(labels, value * factor)
+        if g.utilization is None and "graphics" in g.gpm.get("", {}):
+            # Under MIG NVML has no utilization; DCGM reports graphics-engine activity there, and so do we.
+            metrics[c.DCGM_GPU_UTIL.name].add_metric(labels, g.gpm[""]["graphics"] * 100.0)
         metrics[c.DCGM_XID.name].add_metric(labels, float(last_xid.get(i.uuid, 0)))
         if g.remapped_rows is not None:
             corr, unc, _, failure = g.remapped_rows

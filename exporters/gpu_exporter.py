@@ -159,13 +159,20 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     import os
     import socket
+    import tempfile
 
     from gpulens.server import MetricsServer
+    from gpulens.sim.kubelet import FakeKubelet, demo_pods
     from gpulens.webconfig import load_web_config
 
     web_config = load_web_config(cfg.web_config_file) if cfg.web_config_file else None
     nvml, source = open_nvml(cfg, log)
-    pods = PodResourcesWatcher(cfg.podresources_socket, cfg.podresources_interval_seconds) if cfg.pod_attribution else None
+    kubelet = None
+    socket_path = cfg.podresources_socket
+    if cfg.simulate_kubelet and source == "simulated":
+        kubelet = FakeKubelet(os.path.join(tempfile.mkdtemp(prefix="gpulens-"), "kubelet.sock")).start()
+        socket_path = kubelet.socket_path
+    pods = PodResourcesWatcher(socket_path, cfg.podresources_interval_seconds) if cfg.pod_attribution else None
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render, exporter.ready, web_config,
@@ -176,6 +183,11 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
         log.error(f"cannot listen on {cfg.listen_address}:{cfg.port}: {err.strerror}")
         return 1
     exporter.start()
+    if kubelet is not None and pods is not None and exporter.sampler.snapshot is not None:
+        gpus = exporter.sampler.snapshot.gpus
+        kubelet.set_pods(demo_pods([g.identity.uuid for g in gpus], [m.uuid for g in gpus for m in g.mig]))
+        pods.refresh()
+        log.warning(f"pod attribution from a stand-in kubelet with demo pods on {socket_path}")
     log.info(f"gpu exporter serving on {cfg.listen_address}:{server.port} ({source} NVML)",
              extra={"event": {"action": "started"}})
     done = threading.Event()
@@ -184,4 +196,6 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     done.wait()
     server.stop()
     exporter.stop()
+    if kubelet is not None:
+        kubelet.stop()
     return 0

@@ -66,7 +66,7 @@ def parse_list_response(reply: api_pb2.ListPodResourcesResponse,
 
 
 class PodResourcesWatcher:
-    """Keeps a fresh device -> pod map from the kubelet in a daemon thread; `collect()` yields self metrics."""
+    """Keeps a fresh device -> pod map from the kubelet in a daemon thread; collect() yields self metrics."""
 
     def __init__(
         self,
@@ -129,7 +129,7 @@ class PodResourcesWatcher:
                 self._up = False
                 self._duration = time.perf_counter() - started
                 self._errors[reason] = self._errors.get(reason, 0) + 1
-            self._state.failed(reason, f"kubelet PodResources List() failed ({reason}); keeping the last pod map",
+            self._state.failed(reason, f"kubelet PodResources List() failed ({reason}); keeping last pod map",
                                labels={"socket": self.socket_path, "detail": detail})
             return False
         fresh = parse_list_response(reply, self._prefixes)

@@ -46,6 +46,7 @@ class GpuExporterConfig:
     interval_seconds: float = opt(1.0, "How often the sampler reads every GPU.", minimum=0.05)
     simulate: str = opt("", "Use N simulated GPUs instead of NVML: 'N' or 'N:model' (h100, a100-40gb, l4).")
     simulate_mig: str = opt("", "MIG layout for simulated GPUs, e.g. '7x1g.10gb' or '3g.40gb+2x2g.20gb'.")
+    simulate_kubelet: bool = opt(False, "With simulated GPUs: serve demo KServe pods from a stand-in kubelet socket.")
     compat: str = opt("none", "Also emit DCGM-named families for drop-in migration.", choices=("none", "dcgm"))
     processes: bool = opt(False, "Export per-process GPU memory (needs hostPID in Kubernetes).")
     gpm: bool = opt(True, "Sample NVML GPM activity metrics on GPUs that support them (Hopper+).")

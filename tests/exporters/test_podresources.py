@@ -35,8 +35,12 @@ def _watcher(kubelet: FakeKubelet, **kwargs: object) -> tuple[PodResourcesWatche
     return watcher, registry
 
 
-def _alloc(pod: str, container: str = "kserve-container", resource: str = GPU, ns: str = "models") -> Allocation:
-    return Allocation(ns, pod, container, resource)
+def _alloc(pod: str, container: str = "kserve-container", resource: str = GPU) -> Allocation:
+    return Allocation("models", pod, container, resource)
+
+
+def _errors(registry: CollectorRegistry, reason: str) -> float | None:
+    return registry.get_sample_value("gpulens_podresources_refresh_errors_total", {"reason": reason})
 
 
 def test_gpu_mig_and_time_sliced_devices_are_mapped_and_others_ignored(kubelet: FakeKubelet) -> None:
@@ -64,8 +68,10 @@ def test_gpu_mig_and_time_sliced_devices_are_mapped_and_others_ignored(kubelet: 
 
 
 def test_reply_over_grpcs_4_mib_default_is_received(kubelet: FakeKubelet) -> None:
-    containers = [(f"worker-{c}-" + "c" * 50, GPU, [f"GPU-{c:08x}-0000-0000-0000-000000000000"]) for c in range(6)]
-    kubelet.set_pods(PodSpec("inference-" + "n" * 40, f"{i:05d}-" + "p" * 240, containers) for i in range(5000))
+    containers = [(f"worker-{c}-" + "c" * 50, GPU, [f"GPU-{c:08x}-0000-0000-0000-000000000000"])
+                  for c in range(6)]
+    kubelet.set_pods(PodSpec("inference-" + "n" * 40, f"{i:05d}-" + "p" * 240, containers)
+                     for i in range(5000))
     assert kubelet.reply().ByteSize() > 4 * 1024 * 1024
     watcher, _ = _watcher(kubelet)
     assert watcher.refresh()
@@ -73,7 +79,7 @@ def test_reply_over_grpcs_4_mib_default_is_received(kubelet: FakeKubelet) -> Non
 
     default_limit, registry = _watcher(kubelet, max_message_bytes=4 * 1024 * 1024)
     assert not default_limit.refresh()  # the limit is why max_message_bytes exists
-    assert registry.get_sample_value("gpulens_podresources_refresh_errors_total", {"reason": "resource_exhausted"}) == 1
+    assert _errors(registry, "resource_exhausted") == 1
 
 
 def test_kubelet_gone_keeps_last_mapping_and_logs_once_then_recovers(
@@ -89,7 +95,7 @@ def test_kubelet_gone_keeps_last_mapping_and_logs_once_then_recovers(
         assert not watcher.refresh()
     assert watcher.mapping() is good
     assert registry.get_sample_value("gpulens_podresources_up") == 0
-    assert registry.get_sample_value("gpulens_podresources_refresh_errors_total", {"reason": "unavailable"}) == 2
+    assert _errors(registry, "unavailable") == 2
     assert registry.get_sample_value("gpulens_podresources_last_success_timestamp_seconds") == 1000
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1  # on state change only
 
@@ -107,8 +113,7 @@ def test_slow_kubelet_hits_the_deadline_and_keeps_the_mapping(kubelet: FakeKubel
     kubelet.set_delay(0.5)
     assert not watcher.refresh()
     assert watcher.mapping() is good
-    assert registry.get_sample_value("gpulens_podresources_refresh_errors_total",
-                                     {"reason": "deadline_exceeded"}) == 1
+    assert _errors(registry, "deadline_exceeded") == 1
 
 
 def test_unchanged_content_keeps_the_same_object_and_deleted_pods_disappear(kubelet: FakeKubelet) -> None:

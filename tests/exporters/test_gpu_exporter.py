@@ -1,0 +1,278 @@
+"""The GPU exporter end to end on the simulated NVML: families, conventions, and every failure mode."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from dataclasses import replace
+
+import pynvml
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpulens import catalogue as c
+from gpulens.config import GpuExporterConfig
+from gpulens.exporters.gpu_exporter import GpuExporter
+from gpulens.exporters.podresources import Allocation
+from gpulens.sim import SimulatedNVML
+
+CFG = GpuExporterConfig(xid_events=False, pod_attribution=False, processes=True)
+
+
+class Clock:
+    """A manual monotonic clock shared by the simulated NVML and the exporter."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+
+
+class Pods:
+    """Pod attribution with a fixed mapping (the real watcher has its own tests against a kubelet)."""
+
+    def __init__(self, mapping: dict[str, tuple[Allocation, ...]] | None = None, fail: bool = False):
+        self._mapping = mapping or {}
+        self._fail = fail
+
+    def mapping(self) -> dict[str, tuple[Allocation, ...]]:
+        return self._mapping
+
+    def collect(self):
+        if self._fail:
+            raise RuntimeError("collector bug")
+        return iter(())
+
+
+def _exporter(nv: SimulatedNVML, clock: Clock, cfg: GpuExporterConfig = CFG, pods=None) -> GpuExporter:
+    return GpuExporter(cfg, nv, "simulated", hostname="node-1", pods=pods, clock=clock)
+
+
+def _cycles(exporter: GpuExporter, clock: Clock, n: int = 3) -> None:
+    for _ in range(n):
+        exporter.sampler.cycle()
+        clock.tick(1.0)
+
+
+def _families(exporter: GpuExporter) -> dict[str, list]:
+    text = exporter.render(False).decode()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def _value(samples: dict[str, list], name: str, **labels: str) -> float:
+    matches = [s.value for s in samples.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(matches) == 1, (name, labels, matches)
+    return matches[0]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_h100_exports_every_supported_family(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    nv.set_processes(0, [(4242, 2 * 1024**3)])
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock)
+    samples = _families(exporter)
+    # H100 is passively cooled and retires rows instead of pages: those two are absent, never 0.
+    absent = {c.FAN.name, c.RETIRED_PAGES.name}
+    mig_only = {f.name for f in c.families() if f.subsystem == "mig"}
+    expected = [f for f in c.families()
+                if f.subsystem in ("gpu", "gpm") and f.name not in absent | mig_only and f is not c.GPU_ALLOCATION]
+    for family in expected:
+        exposed = family.name if family.kind != "info" else family.name
+        assert any(name == exposed or name.startswith(exposed) for name in samples), family.name
+    for name in absent:
+        assert name not in samples
+    assert _value(samples, c.PROCESS_MEMORY.name, gpu="0", pid="4242") == 2 * 1024**3
+    assert _value(samples, c.NVML_UP.name) == 1.0
+    assert _value(samples, c.BUILD_INFO.name, nvml="simulated") == 1.0
+
+
+def test_units_and_consistency(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock)
+    s = _families(exporter)
+    total = _value(s, c.MEM_TOTAL.name, gpu="0")
+    assert total == 80 * 1024**3
+    assert _value(s, c.MEM_USED.name, gpu="0") <= total
+    assert 0 <= _value(s, c.GPU_UTIL.name, gpu="0") <= 1
+    assert _value(s, c.POWER.name, gpu="0") <= _value(s, c.POWER_LIMIT.name, gpu="0")
+    assert _value(s, c.SM_CLOCK_MAX.name, gpu="0") > 1e9  # hertz, not MHz
+    assert 0 <= _value(s, c.GPM_SM.name, gpu="0", gpu_instance_id="") <= 1
+    energy_before = _value(s, c.ENERGY.name + "_total", gpu="0")
+    _cycles(exporter, clock, 2)
+    assert _value(_families(exporter), c.ENERGY.name + "_total", gpu="0") > energy_before
+
+
+def test_identity_lives_on_info(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="l4", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 1)
+    [info] = _families(exporter)[c.GPU_INFO.name]
+    assert info.labels["uuid"].startswith("GPU-sim-")
+    assert info.labels["name"] == "NVIDIA L4"
+    assert info.labels["driver_version"] and info.labels["cuda_version"]
+    assert "name" not in _families(exporter)[c.POWER.name][0].labels
+
+
+def test_not_supported_is_remembered_not_retried(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 5)
+    assert nv.calls["nvmlDeviceGetFanSpeed"] == 2  # once per GPU, then never again
+    assert nv.calls["nvmlDeviceGetPowerUsage"] == 10
+    s = _families(exporter)
+    assert _value(s, c.NVML_ERRORS.name + "_total", function="nvmlDeviceGetFanSpeed", error="NotSupported") == 2
+
+
+def test_not_supported_on_one_gpu_only(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    nv.set_not_supported("nvmlDeviceGetPowerUsage", gpu=1)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock)
+    s = _families(exporter)
+    assert [x.labels["gpu"] for x in s[c.POWER.name]] == ["0"]
+
+
+def test_lost_gpu_does_not_blank_the_others_and_comes_back(clock: Clock) -> None:
+    nv = SimulatedNVML(count=3, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 2)
+    nv.lose_gpu(1)
+    _cycles(exporter, clock, 2)
+    s = _families(exporter)
+    assert _value(s, c.GPU_UP.name, gpu="1") == 0.0
+    assert _value(s, c.GPU_UP.name, gpu="0") == 1.0
+    assert sorted(x.labels["gpu"] for x in s[c.POWER.name]) == ["0", "2"]
+    assert exporter.ready() == (True, "ok")  # one lost GPU is a GPU problem, not an exporter problem
+    nv.restore_gpu(1)
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert _value(s, c.GPU_UP.name, gpu="1") == 1.0
+    assert sorted(x.labels["gpu"] for x in s[c.POWER.name]) == ["0", "1", "2"]
+
+
+def test_driver_not_loaded_at_start_then_recovers(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    nv.fail_init(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 3)
+    s = _families(exporter)
+    assert _value(s, c.NVML_UP.name) == 0.0
+    ready, reason = exporter.ready()
+    assert not ready and "DriverNotLoaded" in reason
+    assert c.POWER.name not in s
+    attempts = nv.calls["nvmlInit"]
+    assert 1 <= attempts < 3  # backoff: not retried on every cycle
+    nv.fail_init(None)
+    _cycles(exporter, clock, 8)
+    s = _families(exporter)
+    assert _value(s, c.NVML_UP.name) == 1.0
+    assert exporter.ready() == (True, "ok")
+    assert len(s[c.POWER.name]) == 2
+
+
+def test_hung_nvml_call_stalls_only_the_sampler() -> None:
+    nv = SimulatedNVML(count=2, model="h100")
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05), nv, "simulated")
+    release = threading.Event()
+    exporter.start()
+    try:
+        assert exporter.ready() == (True, "ok")
+        nv.hang("nvmlDeviceGetPowerUsage", release)
+        time.sleep(0.5)
+        started = time.monotonic()
+        body = exporter.render(False)
+        assert time.monotonic() - started < 0.5  # served from the snapshot, not blocked on NVML
+        age = _value(_families(exporter), c.SAMPLE_AGE.name)
+        assert age > 0.2
+        assert c.POWER.name.encode() in body
+        ready, reason = exporter.ready()
+        assert not ready and "stalled" in reason
+        release.set()
+        time.sleep(0.3)
+        assert exporter.ready() == (True, "ok")
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_collector_failure_is_a_metric_not_an_outage(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock, pods=Pods(fail=True))
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert _value(s, c.COLLECTOR_SUCCESS.name, collector="podresources") == 0.0
+    assert _value(s, c.COLLECTOR_SUCCESS.name, collector="gpu") == 1.0
+    assert c.POWER.name in s
+
+
+def test_pod_labels_single_owner_and_time_sliced(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    nv.nvmlInit()
+    uuid0 = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(0))
+    uuid1 = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(1))
+    owner = Allocation("models", "llama-0", "kserve-container", "nvidia.com/gpu")
+    shared = (Allocation("dev", "a", "main", "nvidia.com/gpu"), Allocation("dev", "b", "main", "nvidia.com/gpu"))
+    exporter = _exporter(nv, clock, pods=Pods({uuid0: (owner,), uuid1: shared}))
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    [p0] = [x for x in s[c.POWER.name] if x.labels["gpu"] == "0"]
+    assert (p0.labels["namespace"], p0.labels["pod"], p0.labels["container"]) == ("models", "llama-0", "kserve-container")
+    [p1] = [x for x in s[c.POWER.name] if x.labels["gpu"] == "1"]
+    assert (p1.labels["namespace"], p1.labels["pod"]) == ("", "")
+    holders = sorted(x.labels["pod"] for x in s[c.GPU_ALLOCATION.name] if x.labels["uuid"] == uuid1)
+    assert holders == ["a", "b"]
+
+
+def test_mig_instances_and_absent_parent_families(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", mig="3g.40gb+2x2g.20gb", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 3)
+    s = _families(exporter)
+    infos = s[c.MIG_INFO.name]
+    assert len(infos) == 6
+    assert sorted({x.labels["mig_profile"] for x in infos}) == ["2g.20gb", "3g.40gb"]
+    assert all(x.labels["uuid"].startswith("MIG-") for x in infos)
+    totals = {x.labels["mig_profile"]: x.value for x in s[c.MIG_MEM_TOTAL.name] if x.labels["gpu"] == "0"}
+    assert totals["3g.40gb"] == 40 * 1024**3
+    assert c.GPU_UTIL.name not in s  # NotSupported under MIG: absent, not 0
+    assert c.REMAPPED_ROWS.name + "_total" not in s
+    assert _value(s, c.MIG_MODE.name, gpu="0") == 1.0
+    gis = {x.labels["gpu_instance_id"] for x in s[c.GPM_SM.name] if x.labels["gpu"] == "0"}
+    assert "" in gis and len(gis) == 4  # whole GPU + three instances
+    # empty slots were asked once at the scan, not every cycle
+    assert nv.calls["nvmlDeviceGetMigDeviceHandleByIndex"] == 2 * 7
+
+
+def test_openmetrics_render(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 1)
+    body = exporter.render(True)
+    assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
+    assert c.SAMPLE_AGE.name.encode() in body
+
+
+@pytest.mark.parametrize("spec", [dict(model="h100", mig=None), dict(model="a100-40gb", mig="7x1g.5gb"),
+                                  dict(model="l4", mig=None)])
+def test_promtool_check_metrics(clock: Clock, promtool: str, spec: dict) -> None:
+    nv = SimulatedNVML(count=8, clock=clock, **spec)
+    exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
+    _cycles(exporter, clock, 3)
+    out = subprocess.run([promtool, "check", "metrics"], input=exporter.render(False), capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    assert out.stdout.decode().strip() == "" and out.stderr.decode().strip() == ""
