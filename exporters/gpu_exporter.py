@@ -106,7 +106,8 @@ class GpuExporter:
                 success[name] = False
                 state.failed(type(err).__name__, f"collector {name} failed: {err!r}")
         families.extend(health.collect(snapshot, self._source, success))
-        registry = _Families(families)
+        # A family with no samples (NotSupported everywhere) is left out rather than exposed empty.
+        registry = _Families([f for f in families if f.samples])
         rendered = (generate_latest(registry), generate_openmetrics(registry).removesuffix(EOF))  # type: ignore[arg-type]
         with self._render_lock:
             self._rendered = rendered

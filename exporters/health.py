@@ -27,7 +27,7 @@ def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str
 
     duration = c.SAMPLE_DURATION.new()
     if snapshot.duration_buckets:
-        buckets = [("+Inf" if b == float("inf") else repr(b), n) for b, n in zip(DURATION_BUCKETS, snapshot.duration_buckets)]
+        buckets = [("+Inf" if b == float("inf") else repr(b), n) for b, n in zip(DURATION_BUCKETS, snapshot.duration_buckets, strict=True)]
         duration.add_metric([], buckets, snapshot.duration_sum)
     yield duration
 

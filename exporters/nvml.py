@@ -64,7 +64,10 @@ class Caller:
         self.unsupported: set[tuple[str, tuple[Any, ...]]] = set()
 
     def __call__(self, fn: str, handle: Any, *args: Any) -> Any:
-        """The call's result, or None when it failed; raises GpuLost / NvmlDown for the sampler."""
+        """The call's result, or None when it failed; raises GpuLost / NvmlDown for the sampler.
+
+        Arguments must be hashable (pass field id lists as tuples): they key the NotSupported memory.
+        """
         key = (fn, args)
         if key in self.unsupported:
             return None
@@ -248,7 +251,7 @@ def field_value(fv: Any) -> float | None:
 
 def _read_fields(call: Caller, handle: Any) -> dict[int, float]:
     """One batched nvmlDeviceGetFieldValues for the scalar fields; each field has its own return code."""
-    values = call("nvmlDeviceGetFieldValues", handle, list(_FIELDS))
+    values = call("nvmlDeviceGetFieldValues", handle, _FIELDS)
     out: dict[int, float] = {}
     for fv in values or ():
         value = field_value(fv)
@@ -285,8 +288,8 @@ def _read_nvlink(call: Caller, handle: Any, links: int) -> dict[str, Any]:
     rx: dict[int, float] = {}
     errors: dict[tuple[int, str], float] = {}
     if links:
-        ids = [(fid, link) for link in range(links)
-               for fid in (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX)]
+        ids = tuple((fid, link) for link in range(links)
+                    for fid in (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX))
         for fv in call("nvmlDeviceGetFieldValues", handle, ids) or ():
             value = field_value(fv)
             if value is not None:  # NVML reports these in KiB

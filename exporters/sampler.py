@@ -21,7 +21,15 @@ import pynvml
 from gpulens.exporters.gpm import GpmReader
 from gpulens.exporters.mig import MigReader
 from gpulens.exporters.nvml import (
-    Caller, GpuLost, GpuReading, Identity, NvmlDown, as_text, error_name, read_gpu, read_identity,
+    Caller,
+    GpuLost,
+    GpuReading,
+    Identity,
+    NvmlDown,
+    as_text,
+    error_name,
+    read_gpu,
+    read_identity,
 )
 from gpulens.logs import StateLog
 

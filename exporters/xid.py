@@ -90,14 +90,14 @@ class EventWatcher:
         backoff = 1.0
         while not self._stop.is_set():
             if self._set is None or self._generation() != self._registered_generation:
-                if not self._register():
+                if not self.register():
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
                 backoff = 1.0
             self.poll()
 
-    def _register(self) -> bool:
+    def register(self) -> bool:
         """A fresh event set over every answering GPU, for the event types each one supports."""
         self._close()
         generation = self._generation()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import ecs_logging
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def setup(level: str = "info", service: str = "gpulens", stream=sys.stdout) -> logging.Logger:
-    """Route the root logger to one ECS JSON handler and return the service's logger."""
-    handler = logging.StreamHandler(stream)
+def setup(level: str = "info", service: str = "gpulens", stream: TextIO | None = None) -> logging.Logger:
+    """Route the root logger to one ECS JSON handler (stdout by default) and return the service's logger."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(ecs_logging.StdlibFormatter(extra={"service": {"name": service}}))
     root = logging.getLogger()
     root.handlers[:] = [handler]

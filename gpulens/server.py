@@ -33,10 +33,11 @@ except ImportError:  # prometheus-client < 0.22, whose CONTENT_TYPE_LATEST is st
 _LOG = logging.getLogger(__name__)
 _PLAIN = "text/plain; charset=utf-8"
 _METHODS = "GET, HEAD"
+_REALM = 'Basic realm="gpulens"'
 
 
 def _wants_openmetrics(accept: str | None) -> bool:
-    """prometheus_client's negotiation: OpenMetrics if any listed media type is application/openmetrics-text."""
+    """prometheus_client's negotiation: OpenMetrics if any listed type is application/openmetrics-text."""
     return any(part.split(";", 1)[0].strip() == "application/openmetrics-text"
                for part in (accept or "").split(","))
 
@@ -52,10 +53,11 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Client-side failures (resets, idle timeouts, bad TLS handshakes) at debug; bugs at error."""
-        if isinstance(sys.exc_info()[1], OSError):
-            self.app.log.debug("connection from %s failed", client_address, exc_info=True)
+        exc_info = sys.exc_info()
+        if isinstance(exc_info[1], OSError):
+            self.app.log.debug("connection from %s failed", client_address, exc_info=exc_info)
         else:
-            self.app.log.error("request from %s failed", client_address, exc_info=True)
+            self.app.log.error("request from %s failed", client_address, exc_info=exc_info)
 
 
 class _HTTPServer6(_HTTPServer):
@@ -78,19 +80,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.do_handshake()
         super().setup()
 
-    def do_GET(self) -> None:
+    def _handle(self) -> None:
+        """Every method: basic auth first (exporter-toolkit guards all paths), then 405, then routing."""
         app = self.server.app
         head = self.command == "HEAD"
         if self.command not in ("GET", "HEAD"):
             self.close_connection = True  # its body, if any, is unread
-        if app.web_config is not None and not check_basic_auth(app.web_config, self.headers.get("Authorization")):
-            self._reply(401, b"Unauthorized\n", _PLAIN, head, (("WWW-Authenticate", 'Basic realm="gpulens"'),))
+        auth = self.headers.get("Authorization")
+        if app.web_config is not None and not check_basic_auth(app.web_config, auth):
+            self._reply(401, b"Unauthorized\n", _PLAIN, head, (("WWW-Authenticate", _REALM),))
         elif self.command not in ("GET", "HEAD"):
             self._reply(405, b"Method Not Allowed\n", _PLAIN, head, (("Allow", _METHODS),))
         else:
             self._route(app, self.path.partition("?")[0], head)
 
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_GET
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _handle
 
     def _route(self, app: MetricsServer, path: str, head: bool) -> None:
         if path == "/metrics":
@@ -119,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(500, f"rendering metrics failed: {err}".encode(), _PLAIN, head)
             return
         ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if gzip_accepted(self.headers.get("Accept-Encoding")):
+        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
             self._reply(200, app.gzipped(openmetrics, body), ctype, head, (("Content-Encoding", "gzip"),))
         else:
             self._reply(200, body, ctype, head)
@@ -149,8 +153,9 @@ class MetricsServer:
     changes); `ready()` returns (ready, reason) for /readyz.
     """
 
-    def __init__(self, host: str, port: int, render: Callable[[bool], bytes], ready: Callable[[], tuple[bool, str]],
-                 web_config: WebConfig | None = None, title: str = "gpulens", log: logging.Logger = _LOG):
+    def __init__(self, host: str, port: int, render: Callable[[bool], bytes],
+                 ready: Callable[[], tuple[bool, str]], web_config: WebConfig | None = None,
+                 title: str = "gpulens", log: logging.Logger = _LOG):
         self.host, self.requested_port = host, port
         self.render, self.ready, self.web_config, self.log = render, ready, web_config, log
         # Relative links keep working behind a path-prefixing proxy (kubectl proxy, ingress).

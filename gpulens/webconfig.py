@@ -44,7 +44,7 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 # exporter-toolkit's bcrypt of "fakepassword": unknown users cost one bcrypt too, so timing can't list users.
 _FAKE_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
 _AUTH_CACHE_SIZE = 64
-_auth_cache: dict[bytes, None] = {}  # sha256 of (user, hash, password) that bcrypt accepted; insertion-ordered
+_auth_cache: dict[bytes, None] = {}  # sha256 of (user, hash, password) bcrypt accepted, oldest first
 # One bcrypt at a time, as exporter-toolkit does: a password-guessing client can't take every core.
 _bcrypt_lock = threading.Lock()
 
@@ -149,7 +149,8 @@ def _users(src: str, raw: Mapping[str, Any]) -> Mapping[str, str]:
         if ":" in user:  # RFC 7617: the first ':' ends the user id, so such a user could never log in
             raise WebConfigError(f"{src}: 'basic_auth_users.{user}' user names cannot contain ':'")
         if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
-            raise WebConfigError(f"{src}: 'basic_auth_users.{user}' must be a bcrypt hash ($2a$, $2b$ or $2y$)")
+            raise WebConfigError(f"{src}: 'basic_auth_users.{user}' must be a bcrypt hash "
+                                 "($2a$, $2b$ or $2y$)")
     return MappingProxyType(dict(users))
 
 
@@ -157,7 +158,8 @@ def _http(src: str, raw: Mapping[str, Any]) -> None:
     """Validate `http_server_config`; http2 and headers are accepted and have no effect here."""
     http = _section(src, raw, "http_server_config", HTTP_KEYS)
     if not isinstance(http.get("http2", False), bool):
-        raise WebConfigError(f"{src}: 'http_server_config.http2' must be a boolean, got {_kind(http['http2'])}")
+        raise WebConfigError(f"{src}: 'http_server_config.http2' must be a boolean, "
+                             f"got {_kind(http['http2'])}")
     if not isinstance(http.get("headers") or {}, dict):
         raise WebConfigError(f"{src}: 'http_server_config.headers' must be a mapping, "
                              f"got {_kind(http['headers'])}")
@@ -193,8 +195,8 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
         if tls.client_ca_file:
             ctx.load_verify_locations(cafile=tls.client_ca_file)
     except ssl.SSLError as err:
-        raise WebConfigError(f"tls_server_config: cannot load cert_file {tls.cert_file}, key_file {tls.key_file}"
-                             f" or client_ca_file {tls.client_ca_file or '-'}: {err}") from err
+        raise WebConfigError(f"tls_server_config: cannot load cert_file {tls.cert_file}, key_file "
+                             f"{tls.key_file} or client_ca_file {tls.client_ca_file or '-'}: {err}") from err
     ctx.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
     return ctx
 

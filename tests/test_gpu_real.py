@@ -65,6 +65,6 @@ def test_values_are_sane(samples: dict[str, list]) -> None:
     limits = by_gpu(c.POWER_ENFORCED.name) or by_gpu(c.POWER_LIMIT.name)
     for gpu, value in by_gpu(c.POWER.name).items():
         assert 0 < value <= limits[gpu] * 1.1, (gpu, value)  # brief excursions over the limit happen
-    for gpu, value in by_gpu(c.GPU_UTIL.name).items():
+    for value in by_gpu(c.GPU_UTIL.name).values():
         assert 0 <= value <= 1
     assert all(s.labels["uuid"].startswith("GPU-") and "sim" not in s.labels["uuid"] for s in samples[c.GPU_INFO.name])

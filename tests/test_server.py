@@ -8,6 +8,7 @@ import http.client
 import socket
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -88,11 +89,24 @@ def test_gzip_compressed_once_per_snapshot(serve: Callable[..., MetricsServer],
     monkeypatch.setattr(gzip, "compress", counting)
     server = serve()
     for _ in range(3):
-        status, headers, body = _request(server, "/metrics", headers={"Accept-Encoding": "deflate, gzip;q=1.0"})
+        status, headers, body = _request(server, "/metrics", headers={"Accept-Encoding": "deflate, gzip;q=1"})
         assert (status, headers["Content-Encoding"]) == (200, "gzip")
         assert headers["Content-Length"] == str(len(body))
         assert gzip.decompress(body) == TEXT
     assert len(calls) == 1
+    barrier, bodies = threading.Barrier(10), []
+
+    def scrape() -> None:
+        barrier.wait()
+        bodies.append(gzip.decompress(_request(server, "/metrics", headers={"Accept-Encoding": "gzip"})[2]))
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(10)]
+    for t in scrapers:
+        t.start()
+    for t in scrapers:
+        t.join()
+    assert bodies == [TEXT] * 10
+    assert len(calls) == 1  # 10 concurrent scrapers of one snapshot: still one compression
     _request(server, "/metrics", headers={"Accept-Encoding": "gzip", "Accept": PROMETHEUS_ACCEPT})
     assert len(calls) == 2  # the other format has its own cache entry
 
@@ -115,7 +129,8 @@ def test_keep_alive_reuses_the_connection(serve: Callable[..., MetricsServer]) -
         conn.close()
 
 
-def test_health_landing_and_errors(serve: Callable[..., MetricsServer], capfd: pytest.CaptureFixture[str]) -> None:
+def test_health_landing_and_errors(serve: Callable[..., MetricsServer],
+                                   capfd: pytest.CaptureFixture[str]) -> None:
     server = serve()
     assert _request(server, "/healthz")[::2] == (200, b"ok")
     status, headers, body = _request(server, "/")
@@ -156,7 +171,8 @@ def certdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                   check=True, capture_output=True)
     return d
 
 
@@ -193,7 +209,8 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_basic_auth_checks_bcrypt_once(serve: Callable[..., MetricsServer], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_basic_auth_checks_bcrypt_once(serve: Callable[..., MetricsServer],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     calls = []
     real = bcrypt.checkpw
@@ -204,8 +221,9 @@ def test_basic_auth_checks_bcrypt_once(serve: Callable[..., MetricsServer], monk
 
     monkeypatch.setattr(bcrypt, "checkpw", counting)
     server = serve(web_config=WebConfig(basic_auth_users={"prometheus": hashed}))
-    for path, headers in (("/metrics", {}), ("/healthz", {}), ("/metrics", _basic("prometheus", "wrong")),
-                          ("/metrics", _basic("grafana", "s3cret")), ("/metrics", _basic("prometheus", "x" * 100))):
+    refused: list[dict[str, str]] = [{}, _basic("prometheus", "wrong"), _basic("grafana", "s3cret"),
+                                     _basic("prometheus", "x" * 100)]
+    for path, headers in [("/healthz", {}), *(("/metrics", h) for h in refused)]:
         status, resp_headers, _ = _request(server, path, headers=headers)
         assert (status, resp_headers["WWW-Authenticate"]) == (401, 'Basic realm="gpulens"'), (path, headers)
     calls.clear()

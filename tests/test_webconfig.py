@@ -1,4 +1,4 @@
-"""web-config.yml: one bad file per validation rule with its exact one-line message, TLS contexts, basic auth."""
+"""web-config.yml: one bad file per rule with its exact one-line message; TLS contexts; basic auth."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from gpulens.webconfig import WebConfig, WebConfigError, check_basic_auth, load_web_config, ssl_context
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
-CLIENT_AUTH = "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+CLIENT_AUTH = ("NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, "
+               "RequireAndVerifyClientCert")
 TOP = "allowed: tls_server_config, basic_auth_users, http_server_config"
 
 
@@ -23,7 +24,8 @@ def certdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                   check=True, capture_output=True)
     return d
 
 
@@ -73,8 +75,8 @@ def test_client_auth_modes(certdir: Path, mode: str, verify: ssl.VerifyMode) -> 
 TLS_OK = "tls_server_config: {cert_file: cert.pem, key_file: key.pem, "
 BAD = [
     ("tls_config: {}", f"unknown key 'tls_config' ({TOP})"),
-    ("tls_server_config: {certfile: cert.pem}", "unknown key 'tls_server_config.certfile' "
-     "(allowed: cert_file, key_file, client_ca_file, client_auth_type, min_version)"),
+    ("tls_server_config: {certfile: cert.pem}", ("unknown key 'tls_server_config.certfile' "
+     "(allowed: cert_file, key_file, client_ca_file, client_auth_type, min_version)")),
     ("http_server_config: {http3: true}", "unknown key 'http_server_config.http3' (allowed: http2, headers)"),
     ("- tls_server_config", f"must be a mapping, got a list ({TOP})"),
     ("tls_server_config: cert.pem", "'tls_server_config' must be a mapping, got a string"),
@@ -89,14 +91,15 @@ BAD = [
     (TLS_OK + "min_version: TLS14}",
      "'tls_server_config.min_version' is 'TLS14' (allowed: TLS10, TLS11, TLS12, TLS13)"),
     (TLS_OK + "client_ca_file: cert.pem, client_auth_type: NoClientCert}",
-     "'tls_server_config.client_ca_file' is set but client_auth_type is NoClientCert (allowed: "
-     "RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"),
+     ("'tls_server_config.client_ca_file' is set but client_auth_type is NoClientCert (allowed: "
+      "RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)")),
     (TLS_OK + "client_auth_type: VerifyClientCertIfGiven}",
      "'tls_server_config.client_auth_type' VerifyClientCertIfGiven needs 'tls_server_config.client_ca_file'"),
     ("basic_auth_users: [alice]", "'basic_auth_users' must be a mapping, got a list"),
     (f"basic_auth_users: {{1: '{HASH}'}}", "'basic_auth_users' user names must be strings, got an integer"),
     (f"basic_auth_users: {{'a:b': '{HASH}'}}", "'basic_auth_users.a:b' user names cannot contain ':'"),
-    ("basic_auth_users: {alice: secret}", "'basic_auth_users.alice' must be a bcrypt hash ($2a$, $2b$ or $2y$)"),
+    ("basic_auth_users: {alice: secret}",
+     "'basic_auth_users.alice' must be a bcrypt hash ($2a$, $2b$ or $2y$)"),
     ("http_server_config: {http2: 'yes'}", "'http_server_config.http2' must be a boolean, got a string"),
     ("http_server_config: {headers: [a]}", "'http_server_config.headers' must be a mapping, got a list"),
 ]
@@ -136,7 +139,7 @@ def test_check_basic_auth() -> None:
     cfg = WebConfig(basic_auth_users={"alice": HASH})
     assert check_basic_auth(WebConfig(), None)  # no users: auth is off
     assert check_basic_auth(cfg, _basic("alice", "secret"))
-    assert check_basic_auth(cfg, "basic " + _basic("alice", "secret").split()[1])  # scheme is case-insensitive
+    assert check_basic_auth(cfg, "basic " + _basic("alice", "secret").split()[1])  # any-case scheme
     for header in (None, "", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"alice").decode(),
                    _basic("alice", "wrong"), _basic("bob", "secret"), _basic("alice", "x" * 100)):
         assert not check_basic_auth(cfg, header), header

@@ -32,12 +32,21 @@ class PodSpec:
 
 
 def _encode(pods: Iterable[PodSpec]) -> api_pb2.ListPodResourcesResponse:
-    return api_pb2.ListPodResourcesResponse(pod_resources=[
-        api_pb2.PodResources(namespace=pod.namespace, name=pod.name, containers=[
-            api_pb2.ContainerResources(name=name, devices=[
-                api_pb2.ContainerDevices(resource_name=resource, device_ids=list(ids))] if ids else [])
-            for name, resource, ids in pod.containers])
-        for pod in pods])
+    return api_pb2.ListPodResourcesResponse(
+        pod_resources=[
+            api_pb2.PodResources(
+                namespace=pod.namespace,
+                name=pod.name,
+                containers=[
+                    api_pb2.ContainerResources(
+                        name=name, devices=[api_pb2.ContainerDevices(resource_name=resource, device_ids=list(ids))] if ids else []
+                    )
+                    for name, resource, ids in pod.containers
+                ],
+            )
+            for pod in pods
+        ]
+    )
 
 
 class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
@@ -69,8 +78,7 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
     def set_error(self, code: grpc.StatusCode | None) -> None:
         self._error = code
 
-    def List(self, request: api_pb2.ListPodResourcesRequest,
-             context: grpc.ServicerContext) -> api_pb2.ListPodResourcesResponse:
+    def List(self, request: api_pb2.ListPodResourcesRequest, context: grpc.ServicerContext) -> api_pb2.ListPodResourcesResponse:
         with self._lock:
             self.calls += 1
             reply = self._reply
@@ -84,8 +92,7 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
         """Serve on socket_path (a stale socket file is replaced, as the kubelet does on restart)."""
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                             options=[("grpc.max_send_message_length", self._max_message_bytes)])
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_send_message_length", self._max_message_bytes)])
         api_pb2_grpc.add_PodResourcesListerServicer_to_server(self, server)
         server.add_insecure_port("unix://" + self.socket_path)
         server.start()
@@ -103,11 +110,21 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
 
 def demo_pods(uuids: Sequence[str], mig_uuids: Sequence[str] = ()) -> list[PodSpec]:
     """KServe-looking pods for demos: one predictor per whole GPU, one small model per MIG slice."""
-    pods = [PodSpec("models", f"llama-predictor-00001-deployment-7d9f{i:02x}c6b-{i:05x}",
-                    [("kserve-container", "nvidia.com/gpu", [uuid]), ("queue-proxy", "", [])])
-            for i, uuid in enumerate(uuids)]
-    pods += [PodSpec("models-small", f"bert-predictor-00003-deployment-5c8a{i:02x}f4d-{i:05x}",
-                     [("kserve-container", "nvidia.com/mig-1g.10gb", [uuid]), ("queue-proxy", "", [])])
-             for i, uuid in enumerate(mig_uuids)]
+    pods = [
+        PodSpec(
+            "models",
+            f"llama-predictor-00001-deployment-7d9f{i:02x}c6b-{i:05x}",
+            [("kserve-container", "nvidia.com/gpu", [uuid]), ("queue-proxy", "", [])],
+        )
+        for i, uuid in enumerate(uuids)
+    ]
+    pods += [
+        PodSpec(
+            "models-small",
+            f"bert-predictor-00003-deployment-5c8a{i:02x}f4d-{i:05x}",
+            [("kserve-container", "nvidia.com/mig-1g.10gb", [uuid]), ("queue-proxy", "", [])],
+        )
+        for i, uuid in enumerate(mig_uuids)
+    ]
     pods.append(PodSpec("kube-system", "coredns-5d78c9869d-x2x7q"))  # no GPU: must not be attributed
     return pods

@@ -36,12 +36,15 @@ def parse_layout(spec: str, model: Model) -> tuple[MigSlot, ...]:
     compute = sum(p.compute_slices for p in profiles)
     memory = sum(p.memory_slices for p in profiles)
     if not profiles or len(profiles) > MAX_MIG_DEVICES or compute > _COMPUTE_SLICES or memory > _MEMORY_SLICES:
-        raise ValueError(_layout_error(
-            spec, model, f"{len(profiles)} instances, {compute}/{_COMPUTE_SLICES} compute and "
-            f"{memory}/{_MEMORY_SLICES} memory slices"))
+        raise ValueError(
+            _layout_error(
+                spec, model, f"{len(profiles)} instances, {compute}/{_COMPUTE_SLICES} compute and {memory}/{_MEMORY_SLICES} memory slices"
+            )
+        )
     used: set[int] = set()
     slots = []
-    for profile in profiles:
+    # larger instances first, as the driver places and enumerates them
+    for profile in sorted(profiles, key=lambda p: -p.compute_slices):
         free = [i for i in _GI_IDS[profile.compute_slices] if i not in used]
         if not free:
             raise ValueError(_layout_error(spec, model, f"no placement left for {profile.name}"))

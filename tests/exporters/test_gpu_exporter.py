@@ -15,7 +15,7 @@ from gpulens import catalogue as c
 from gpulens.config import GpuExporterConfig
 from gpulens.exporters.gpu_exporter import GpuExporter
 from gpulens.exporters.podresources import Allocation
-from gpulens.sim import SimulatedNVML
+from gpulens.sim import MODELS, SimulatedNVML
 
 CFG = GpuExporterConfig(xid_events=False, pod_attribution=False, processes=True)
 
@@ -106,15 +106,15 @@ def test_units_and_consistency(clock: Clock) -> None:
     _cycles(exporter, clock)
     s = _families(exporter)
     total = _value(s, c.MEM_TOTAL.name, gpu="0")
-    assert total == 80 * 1024**3
+    assert total == MODELS["h100"].memory_bytes
     assert _value(s, c.MEM_USED.name, gpu="0") <= total
     assert 0 <= _value(s, c.GPU_UTIL.name, gpu="0") <= 1
     assert _value(s, c.POWER.name, gpu="0") <= _value(s, c.POWER_LIMIT.name, gpu="0")
     assert _value(s, c.SM_CLOCK_MAX.name, gpu="0") > 1e9  # hertz, not MHz
     assert 0 <= _value(s, c.GPM_SM.name, gpu="0", gpu_instance_id="") <= 1
-    energy_before = _value(s, c.ENERGY.name + "_total", gpu="0")
+    energy_before = _value(s, c.ENERGY.name, gpu="0")
     _cycles(exporter, clock, 2)
-    assert _value(_families(exporter), c.ENERGY.name + "_total", gpu="0") > energy_before
+    assert _value(_families(exporter), c.ENERGY.name, gpu="0") > energy_before
 
 
 def test_identity_lives_on_info(clock: Clock) -> None:
@@ -135,7 +135,7 @@ def test_not_supported_is_remembered_not_retried(clock: Clock) -> None:
     assert nv.calls["nvmlDeviceGetFanSpeed"] == 2  # once per GPU, then never again
     assert nv.calls["nvmlDeviceGetPowerUsage"] == 10
     s = _families(exporter)
-    assert _value(s, c.NVML_ERRORS.name + "_total", function="nvmlDeviceGetFanSpeed", error="NotSupported") == 2
+    assert _value(s, c.NVML_ERRORS.name, function="nvmlDeviceGetFanSpeed", error="NotSupported") == 2
 
 
 def test_not_supported_on_one_gpu_only(clock: Clock) -> None:
@@ -248,9 +248,9 @@ def test_mig_instances_and_absent_parent_families(clock: Clock) -> None:
     assert sorted({x.labels["mig_profile"] for x in infos}) == ["2g.20gb", "3g.40gb"]
     assert all(x.labels["uuid"].startswith("MIG-") for x in infos)
     totals = {x.labels["mig_profile"]: x.value for x in s[c.MIG_MEM_TOTAL.name] if x.labels["gpu"] == "0"}
-    assert totals["3g.40gb"] == 40 * 1024**3
+    assert totals["3g.40gb"] == MODELS["h100"].mig_profiles["3g.40gb"].memory_bytes
     assert c.GPU_UTIL.name not in s  # NotSupported under MIG: absent, not 0
-    assert c.REMAPPED_ROWS.name + "_total" not in s
+    assert c.REMAPPED_ROWS.name not in s
     assert _value(s, c.MIG_MODE.name, gpu="0") == 1.0
     gis = {x.labels["gpu_instance_id"] for x in s[c.GPM_SM.name] if x.labels["gpu"] == "0"}
     assert "" in gis and len(gis) == 4  # whole GPU + three instances
@@ -267,12 +267,26 @@ def test_openmetrics_render(clock: Clock) -> None:
     assert c.SAMPLE_AGE.name.encode() in body
 
 
+def _promtool_lint(promtool: str, body: bytes) -> tuple[int, list[str]]:
+    out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    return out.returncode, (out.stdout.decode() + out.stderr.decode()).splitlines()
+
+
 @pytest.mark.parametrize("spec", [dict(model="h100", mig=None), dict(model="a100-40gb", mig="7x1g.5gb"),
-                                  dict(model="l4", mig=None)])
+                                  dict(model="l4", mig=None), dict(model="h100", mig="3g.40gb+2x2g.20gb")])
 def test_promtool_check_metrics(clock: Clock, promtool: str, spec: dict) -> None:
     nv = SimulatedNVML(count=8, clock=clock, **spec)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 3)
+    assert _promtool_lint(promtool, exporter.render(False)) == (0, [])
+
+
+def test_promtool_dcgm_compat_only_flags_dcgm_label_style(clock: Clock, promtool: str) -> None:
+    """DCGM's camelCase labels and names (modelName, _PCIE_REPLAY_COUNTER) are the point; nothing else may lint."""
+    nv = SimulatedNVML(count=8, model="h100", mig="7x1g.10gb", clock=clock)
     exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
     _cycles(exporter, clock, 3)
-    out = subprocess.run([promtool, "check", "metrics"], input=exporter.render(False), capture_output=True, timeout=60)
-    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
-    assert out.stdout.decode().strip() == "" and out.stderr.decode().strip() == ""
+    _, problems = _promtool_lint(promtool, exporter.render(False))
+    assert problems, "expected promtool to notice DCGM's label style"
+    assert all(p.startswith("DCGM_FI_DEV_") for p in problems), problems
+    assert any("snake_case" in p for p in problems)
