@@ -180,6 +180,11 @@ def _scaled(value: Any, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
+def _div(value: Any, divisor: float) -> float | None:
+    """Unit conversion by division: 228343 mW / 1000 prints as 228.343, not 228.34300000000002."""
+    return None if value is None else value / divisor
+
+
 def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
              mig: Callable[[], tuple[float | None, tuple[MigReading, ...]]],
              gpm: Callable[[], dict[str, dict[str, float]]]) -> GpuReading:
@@ -194,21 +199,21 @@ def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
     links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
     return GpuReading(
         identity=identity,
-        utilization=_scaled(util.gpu, 0.01) if util is not None else None,
-        memory_utilization=_scaled(util.memory, 0.01) if util is not None else None,
-        encoder_utilization=_scaled(enc[0], 0.01) if enc is not None else None,
-        decoder_utilization=_scaled(dec[0], 0.01) if dec is not None else None,
+        utilization=_div(util.gpu, 100) if util is not None else None,
+        memory_utilization=_div(util.memory, 100) if util is not None else None,
+        encoder_utilization=_div(enc[0], 100) if enc is not None else None,
+        decoder_utilization=_div(dec[0], 100) if dec is not None else None,
         memory_total=mem.total if mem is not None else None,
         memory_used=mem.used if mem is not None else None,
         memory_free=mem.free if mem is not None else None,
         memory_reserved=mem.reserved if mem is not None else None,
         temperature=call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU),
         memory_temperature=fields.get(pynvml.NVML_FI_DEV_MEMORY_TEMP),
-        power=_scaled(call("nvmlDeviceGetPowerUsage", handle), 1e-3),
-        power_limit=_scaled(call("nvmlDeviceGetPowerManagementLimit", handle), 1e-3),
-        power_enforced_limit=_scaled(call("nvmlDeviceGetEnforcedPowerLimit", handle), 1e-3),
-        energy=_scaled(call("nvmlDeviceGetTotalEnergyConsumption", handle), 1e-3),
-        fan=_scaled(call("nvmlDeviceGetFanSpeed", handle), 0.01),
+        power=_div(call("nvmlDeviceGetPowerUsage", handle), 1000),
+        power_limit=_div(call("nvmlDeviceGetPowerManagementLimit", handle), 1000),
+        power_enforced_limit=_div(call("nvmlDeviceGetEnforcedPowerLimit", handle), 1000),
+        energy=_div(call("nvmlDeviceGetTotalEnergyConsumption", handle), 1000),
+        fan=_div(call("nvmlDeviceGetFanSpeed", handle), 100),
         pstate=call("nvmlDeviceGetPerformanceState", handle),
         sm_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
         memory_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),

@@ -234,8 +234,7 @@ def _api(scope: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
         first = fn.__code__.co_varnames[1] if fn.__code__.co_argcount > 1 else ""
         mig_ok = name in _MIG_HANDLE_OK
 
-        @functools.wraps(fn)
-        def call(self: SimulatedNVML, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        def call(self: SimulatedNVML, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             self.calls[name] += 1
             if scope != "init" and not self._inits:
                 raise _fail(pynvml.NVML_ERROR_UNINITIALIZED)
@@ -257,6 +256,7 @@ def _api(scope: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
                     raise _fail(code)
             return fn(self, *args, **kwargs)
 
+        functools.update_wrapper(call, fn)
         return call
 
     return wrap
@@ -458,16 +458,16 @@ class SimulatedNVML:
         gpu = self._gpus[handle.gpu]
         load = gpu.curve.at(self._now())
         if load < _IDLE_BELOW:
-            return gpu.throttle | pynvml.nvmlClocksEventReasonGpuIdle
+            return gpu.throttle | int(pynvml.nvmlClocksEventReasonGpuIdle)
         if load > _POWER_CAP_ABOVE:
-            return gpu.throttle | pynvml.nvmlClocksEventReasonSwPowerCap
+            return gpu.throttle | int(pynvml.nvmlClocksEventReasonSwPowerCap)
         return gpu.throttle
 
     @_api("device")
     def nvmlDeviceGetPerformanceState(self, handle: SimHandle) -> int:
         """P8 when idle, P0 otherwise."""
         idle = self._gpus[handle.gpu].curve.at(self._now()) < _IDLE_BELOW
-        return pynvml.NVML_PSTATE_8 if idle else pynvml.NVML_PSTATE_0
+        return int(pynvml.NVML_PSTATE_8 if idle else pynvml.NVML_PSTATE_0)
 
     @_api("device")
     def nvmlDeviceGetFanSpeed(self, handle: SimHandle) -> int:
@@ -523,7 +523,7 @@ class SimulatedNVML:
         timestamp is the simulation clock in µs.
         """
         gpu, t = self._gpus[handle.gpu], self._now()
-        values = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
+        values: ctypes.Array[pynvml.c_nvmlFieldValue_t] = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
         stamp = int(t * 1e6)
         integral = gpu.curve.integral(t)
         for value, requested in zip(values, fieldIds):
@@ -571,7 +571,7 @@ class SimulatedNVML:
     @_api("device")
     def nvmlDeviceGetNvLinkState(self, device: SimHandle, link: int) -> int:
         self._check_link(link)
-        return pynvml.NVML_FEATURE_ENABLED
+        return int(pynvml.NVML_FEATURE_ENABLED)
 
     @_api("device")
     def nvmlDeviceGetNvLinkErrorCounter(self, device: SimHandle, link: int, counter: int) -> int:
@@ -657,8 +657,7 @@ class SimulatedNVML:
 
     @_api("system")
     def nvmlGpmSampleFree(self, gpmSample: pynvml.c_nvmlGpmSample_t) -> None:
-        self._sample(gpmSample)
-        del self._samples[_address(gpmSample)]
+        del self._samples[self._sample_key(gpmSample)]
 
     @_api("device")
     def nvmlGpmSampleGet(self, device: SimHandle, gpmSample: pynvml.c_nvmlGpmSample_t) -> pynvml.c_nvmlGpmSample_t:
@@ -1029,17 +1028,22 @@ class SimulatedNVML:
         return pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, 0
 
     def _sample(self, pointer: object) -> _Sample:
-        sample = self._samples.get(_address(pointer)) if isinstance(pointer, pynvml.c_nvmlGpmSample_t) else None
-        if sample is None:
-            raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        return sample
+        return self._samples[self._sample_key(pointer)]
+
+    def _sample_key(self, pointer: object) -> int:
+        """The address behind a sample pointer from nvmlGpmSampleAlloc; InvalidArgument for any other."""
+        if isinstance(pointer, pynvml.c_nvmlGpmSample_t):
+            address = ctypes.cast(pointer, ctypes.c_void_p).value
+            if address in self._samples:
+                return address
+        raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
 
     @staticmethod
     def _record(sample: _Sample, gpu: int, gi: int | None, t: float, integral: float, share: float) -> None:
         sample.gpu, sample.gi, sample.t, sample.integral, sample.share = gpu, gi, t, integral, share
 
     def _supported_events(self) -> int:
-        events = (
+        events: int = (
             pynvml.nvmlEventTypeSingleBitEccError
             | pynvml.nvmlEventTypeDoubleBitEccError
             | pynvml.nvmlEventTypePState
@@ -1061,10 +1065,6 @@ class SimulatedNVML:
 
 
 SIMULATED_FUNCTIONS: frozenset[str] = frozenset(n for n in vars(SimulatedNVML) if n.startswith("nvml"))
-
-
-def _address(pointer: object) -> int | None:
-    return ctypes.cast(pointer, ctypes.c_void_p).value  # type: ignore[arg-type]
 
 
 def _used(capacity: int, load: float, processes: list[tuple[int, int, int]], gi: int | None) -> int:

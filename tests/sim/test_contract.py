@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import pathlib
 import re
+from typing import Any
 
 import pynvml
 import pytest
@@ -72,7 +73,7 @@ REQUIRED = [
 ]
 
 
-def _field_names(struct: type) -> list[str]:
+def _field_names(struct: Any) -> list[str]:
     return [f[0] for f in struct._fields_]
 
 
