@@ -31,9 +31,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 GPU_COUNTS = (1, 8, 64)
 SCRAPERS = (1, 10)
@@ -53,6 +54,9 @@ GOAL_REFRESH_MS = 50.0
 # "Zero effect" on p99, read as: within measurement noise, i.e. <= 10 % or 0.1 ms more, whichever is larger.
 ZERO_EFFECT_TOLERANCE = (0.10, 0.1)
 ATTRIBUTION_GPUS, ATTRIBUTION_MIG, ATTRIBUTION_SLICES, ATTRIBUTION_PODS = 10, "7x1g.10gb", 64, 1000
+# Back-to-back scrapes stop after this long even if short of the request count (64 slow GPUs, 10 scrapers).
+MAX_SECONDS_PER_RUN = 12.0
+PLAIN_HEADERS = {k: v for k, v in PROM_HEADERS.items() if k != "Accept-Encoding"}
 MIB = 1 << 20
 HERE = Path(__file__).resolve().parent
 
@@ -80,19 +84,22 @@ def _get(port: int, headers: dict[str, str] | None = None, path: str = "/metrics
         conn.close()
 
 
-def _scraper(port: int, requests: int, barrier: Any, results: Any) -> None:
-    """One scraper process: warm up, wait for the others, then `requests` back-to-back scrapes."""
+def _scraper(port: int, requests: int, seconds: float, headers: dict[str, str], barrier: Any, results: Any) -> None:
+    """One scraper process: warm up, wait for the others, then `requests` back-to-back scrapes (or `seconds`)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     reconnects = 0
     for _ in range(5):
-        conn.request("GET", "/metrics", headers=PROM_HEADERS)
+        conn.request("GET", "/metrics", headers=headers)
         conn.getresponse().read()
     barrier.wait()
+    deadline = time.perf_counter() + seconds
     latencies = []
     size = 0
     for _ in range(requests):
         started = time.perf_counter()
-        conn.request("GET", "/metrics", headers=PROM_HEADERS)
+        if started > deadline:
+            break
+        conn.request("GET", "/metrics", headers=headers)
         resp = conn.getresponse()
         body = resp.read()
         latencies.append((time.perf_counter() - started) * 1000)
@@ -104,10 +111,11 @@ def _scraper(port: int, requests: int, barrier: Any, results: Any) -> None:
     results.put((latencies, reconnects, size))
 
 
-def _scrape_latency(port: int, scrapers: int, requests: int) -> dict[str, Any]:
+def _scrape_latency(port: int, scrapers: int, requests: int, headers: dict[str, str] = PROM_HEADERS) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(scrapers), ctx.Queue()
-    procs = [ctx.Process(target=_scraper, args=(port, requests, barrier, results), daemon=True) for _ in range(scrapers)]
+    procs = [ctx.Process(target=_scraper, args=(port, requests, MAX_SECONDS_PER_RUN, headers, barrier, results),
+                         daemon=True) for _ in range(scrapers)]
     for p in procs:
         p.start()
     collected = [results.get(timeout=600) for _ in procs]
@@ -118,7 +126,7 @@ def _scrape_latency(port: int, scrapers: int, requests: int) -> dict[str, Any]:
         "scrapers": scrapers, "requests": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50), 3), "p99_ms": round(_percentile(latencies, 0.99), 3),
         "mean_ms": round(statistics.fmean(latencies), 3), "max_ms": round(max(latencies), 3),
-        "keep_alive": sum(r for _, r, _ in collected) == 0, "gzip_body_bytes": collected[0][2],
+        "keep_alive": sum(r for _, r, _ in collected) == 0, "body_bytes": collected[0][2],
     }
 
 
@@ -224,6 +232,8 @@ def bench_tool(tool: str, n: int, requests: int, warmup: float, logdir: Path) ->
         _, text = _get(port)
         row.update(_count_series(text.decode()))
         row["latency"] = {str(s): _scrape_latency(port, s, requests) for s in SCRAPERS}
+        if n == 8:  # the goal's point, once more without gzip: separates compression from serving
+            row["latency_no_gzip_10"] = _scrape_latency(port, 10, requests, PLAIN_HEADERS)
         import psutil
         row["rss_after_load_mib"] = round(psutil.Process(pid).memory_info().rss / MIB, 1)
     row["cpu"] = _worker_json(f"cpu-{tool}", str(n))
@@ -242,6 +252,8 @@ def _attribution_pods(mig_uuids: list[str]) -> list[dict[str, Any]]:
 
 
 def _mig_uuids(n: int, layout: str) -> list[str]:
+    import pynvml
+
     from gpulens.sim import SimulatedNVML
 
     nv = SimulatedNVML(count=n, model="h100", mig=layout)
@@ -251,9 +263,11 @@ def _mig_uuids(n: int, layout: str) -> list[str]:
         handle = nv.nvmlDeviceGetHandleByIndex(i)
         for j in range(nv.nvmlDeviceGetMaxMigDeviceCount(handle)):
             try:
-                uuids.append(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)))
-            except Exception:  # an empty MIG slot (NotFound)
-                continue
+                mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)
+            except pynvml.NVMLError_NotFound:  # an empty MIG slot
+                mig = None
+            if mig is not None:
+                uuids.append(nv.nvmlDeviceGetUUID(mig))
     return uuids
 
 
@@ -385,12 +399,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"... {tool} at {n} GPUs", file=sys.stderr, flush=True)
             try:
                 rows.append(bench_tool(tool, n, requests, warmup, logdir))
-            except Exception as err:  # report a peer that cannot run instead of faking its numbers
+            except (RuntimeError, OSError, ValueError, KeyError) as err:  # report it; never fake numbers
                 rows.append({"tool": tool, "gpus": n, "error": f"{type(err).__name__}: {str(err)[:500]}"})
     nv_diag = None
     try:
         nv_diag = _worker_json("nvitop-diag", "8")
-    except Exception as err:
+    except (RuntimeError, ValueError) as err:
         nv_diag = {"error": str(err)[:500]}
     attribution = None
     if not args.skip_attribution:
@@ -398,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
         attribution = bench_attribution(requests, refreshes, logdir)
     print()
     print_table(rows)
+    for r in rows:
+        if "error" not in r and "latency_no_gzip_10" in r:
+            plain = r["latency_no_gzip_10"]
+            print(f"{r['tool']} at 8 GPUs, 10 scrapers without gzip: p50 {plain['p50_ms']:.3f} ms, "
+                  f"p99 {plain['p99_ms']:.3f} ms ({plain['requests']} requests, body {plain['body_bytes']} B)")
+    for tool in sorted({r["tool"] for r in rows if "error" not in r and not r["latency"]["10"]["keep_alive"]}):
+        print(f"{tool} closes the connection after each scrape (HTTP/1.0): its scrapers reconnect every time")
     print()
     results = goals(rows)
     if attribution is not None:
@@ -406,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r['refresh']['process_cpu']['p99_ms']:.2f} ms (wall p99 {r['refresh']['wall']['p99_ms']:.2f})",
                         r["goals"]["refresh_cpu_p99_le_50ms"]))
         results.append(("attribution every 0.1 s leaves /metrics p99 unchanged (10 scrapers)",
-                        f"{r['every_0.1s']['latency_10_scrapers']['p99_ms']:.3f} vs "
-                        f"{r['off']['latency_10_scrapers']['p99_ms']:.3f} ms off", r["goals"]["p99_unaffected"]))
+                        (f"{r['every_0.1s']['latency_10_scrapers']['p99_ms']:.3f} vs "
+                         f"{r['off']['latency_10_scrapers']['p99_ms']:.3f} ms off"), r["goals"]["p99_unaffected"]))
     print("goals")
     for name, value, ok in results:
         print(f"  {'PASS' if ok else ('MISS' if ok is False else 'N/A '):<5} {name}: {value}")
@@ -531,12 +552,12 @@ def _worker(argv: list[str]) -> int:
                 nvexp.update_device(device)
     elif kind == "nvitop-diag":
         _, pointers, errors, shims = _install_nvitop_sim(int(argv[1]))
+        import io
+        from contextlib import redirect_stderr
+
         from nvitop import Device
         from nvitop_exporter.exporter import PrometheusExporter
         from prometheus_client import CollectorRegistry
-
-        import io
-        from contextlib import redirect_stderr
 
         devices = Device.from_indices(range(Device.count()))
         with redirect_stderr(io.StringIO()):

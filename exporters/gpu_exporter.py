@@ -8,7 +8,10 @@ GPUs' NVML latency and in the number of concurrent scrapers.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +29,10 @@ from gpulens.exporters.podresources import PodResourcesWatcher
 from gpulens.exporters.sampler import Sampler, Snapshot
 from gpulens.exporters.xid import EventWatcher
 from gpulens.logs import StateLog
+from gpulens.server import MetricsServer
+from gpulens.sim import SimulatedNVML, parse_simulate
+from gpulens.sim.kubelet import FakeKubelet, demo_pods
+from gpulens.webconfig import load_web_config
 
 EOF = b"# EOF\n"
 STALE_INTERVALS = 3  # /readyz fails once the snapshot is this many intervals old (a hung NVML call)
@@ -134,8 +141,6 @@ class GpuExporter:
 
 def open_nvml(cfg: GpuExporterConfig, log: logging.Logger) -> tuple[Any, str]:
     """The NVML to use: real pynvml, or the simulated one (`--simulate N[:model]`, or `auto` fallback)."""
-    from gpulens.sim import SimulatedNVML, parse_simulate
-
     spec = cfg.simulate
     if spec == "auto":
         try:
@@ -158,14 +163,6 @@ def open_nvml(cfg: GpuExporterConfig, log: logging.Logger) -> tuple[Any, str]:
 
 def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    import os
-    import socket
-    import tempfile
-
-    from gpulens.server import MetricsServer
-    from gpulens.sim.kubelet import FakeKubelet, demo_pods
-    from gpulens.webconfig import load_web_config
-
     web_config = load_web_config(cfg.web_config_file) if cfg.web_config_file else None
     nvml, source = open_nvml(cfg, log)
     kubelet = None

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pynvml
@@ -63,8 +63,8 @@ class _Device:
     call: Caller
     mig: MigReader
     gpm: GpmReader
+    log: StateLog
     lost: bool = False
-    log: StateLog = field(default=None)  # type: ignore[assignment]
 
 
 class Sampler:
@@ -210,9 +210,9 @@ class Sampler:
         except (pynvml.NVMLError, GpuLost) as err:
             self._errors[("nvmlDeviceGetHandleByIndex", error_name(err.__cause__ or err))] += 1
             identity = previous.identity if previous else Identity(index, f"unknown-{index}", "", "", "", "")
-            return _Device(index, None, identity, call, MigReader(call, None), GpmReader(call, None, False), True, log)
+            return _Device(index, None, identity, call, MigReader(call, None), GpmReader(call, None, False), log, lost=True)
         gpm = GpmReader(call, handle, self._gpm, self._clock)
-        return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, False, log)
+        return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, log)
 
     def _read(self, device: _Device) -> GpuReading:
         if device.lost:

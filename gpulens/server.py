@@ -182,7 +182,9 @@ class MetricsServer:
         httpd.app = self
         if ctx is not None:
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self._thread = threading.Thread(target=httpd.serve_forever, name=f"{self._title}-http", daemon=True)
+        # a short poll keeps stop() (and so pod termination and tests) quick; the loop is a select() call
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{self._title}-http", daemon=True)
         self._thread.start()
         self._httpd = httpd
 

@@ -7,7 +7,6 @@ import gzip
 import http.client
 import socket
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -163,17 +162,6 @@ def test_port_in_use(serve: Callable[..., MetricsServer]) -> None:
     taken = serve().port
     with pytest.raises(OSError):
         MetricsServer("127.0.0.1", taken, _render, lambda: (True, "")).start()
-
-
-@pytest.fixture(scope="module")
-def certdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding a real self-signed cert.pem/key.pem for 127.0.0.1."""
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
-    return d
 
 
 def _trusting(certdir: Path) -> ssl.SSLContext:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import subprocess
 from pathlib import Path
 
 import bcrypt
@@ -16,17 +15,6 @@ HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
 CLIENT_AUTH = ("NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, "
                "RequireAndVerifyClientCert")
 TOP = "allowed: tls_server_config, basic_auth_users, http_server_config"
-
-
-@pytest.fixture(scope="module")
-def certdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding a real self-signed cert.pem/key.pem for 127.0.0.1."""
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
-    return d
 
 
 def _write(d: Path, text: str) -> Path:
