@@ -86,7 +86,10 @@ class GpmReader:
 
     def _free(self, target: _Target) -> None:
         for sample in target.samples:
-            self._nvml.nvmlGpmSampleFree(sample)
+            try:
+                self._nvml.nvmlGpmSampleFree(sample)
+            except pynvml.NVMLError:
+                pass  # the driver went away with its samples; nothing left to free
 
     def _step(self, key: str, target: _Target) -> None:
         now = self._clock()

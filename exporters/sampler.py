@@ -188,6 +188,8 @@ class Sampler:
     def _enumerate(self) -> None:
         count = self.nvml.nvmlDeviceGetCount()
         known = {d.index: d for d in self._devices}
+        for device in self._devices:
+            device.gpm.close()  # new handles get new GPM samples; free the old ones
         self._devices = [self._open(i, known.get(i)) for i in range(count)]
         self.generation += 1
 

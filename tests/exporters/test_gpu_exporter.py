@@ -290,3 +290,24 @@ def test_promtool_dcgm_compat_only_flags_dcgm_label_style(clock: Clock, promtool
     assert problems, "expected promtool to notice DCGM's label style"
     assert all(p.startswith("DCGM_FI_DEV_") for p in problems), problems
     assert any("snake_case" in p for p in problems)
+
+
+def test_driver_unloaded_mid_run_marks_gpus_down_then_recovers(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 2)
+    nv.set_error("nvmlDeviceGetCount", pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    nv.fail_init(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    _cycles(exporter, clock, 2)
+    s = _families(exporter)
+    assert _value(s, c.NVML_UP.name) == 0.0
+    assert [x.value for x in s[c.GPU_UP.name]] == [0.0, 0.0]  # known GPUs stay visible, as down
+    assert c.POWER.name not in s
+    assert not exporter.ready()[0]
+    nv.clear_error("nvmlDeviceGetCount")
+    nv.fail_init(None)
+    _cycles(exporter, clock, 8)
+    s = _families(exporter)
+    assert _value(s, c.NVML_UP.name) == 1.0
+    assert [x.value for x in s[c.GPU_UP.name]] == [1.0, 1.0]
+    assert exporter.ready() == (True, "ok")
