@@ -19,11 +19,10 @@ from typing import Any
 
 import pynvml
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from gpulens import catalogue as c
 from gpulens.config import GpuExporterConfig
+from gpulens.exposition import EOF, Renderer
 from gpulens.exporters import dcgm, gpu, health
 from gpulens.exporters.podresources import PodResourcesWatcher
 from gpulens.exporters.sampler import Sampler, Snapshot
@@ -34,19 +33,8 @@ from gpulens.sim import SimulatedNVML, parse_simulate
 from gpulens.sim.kubelet import FakeKubelet, demo_pods
 from gpulens.webconfig import load_web_config
 
-EOF = b"# EOF\n"
 STALE_INTERVALS = 3  # /readyz fails once the snapshot is this many intervals old (a hung NVML call)
 _AGE_HEADER = f"# HELP {c.SAMPLE_AGE.name} {c.SAMPLE_AGE.help}\n# TYPE {c.SAMPLE_AGE.name} gauge\n".encode()
-
-
-class _Families:
-    """Adapts a list of families to the `collect()` interface prometheus_client's renderers take."""
-
-    def __init__(self, families: list[Metric]):
-        self._families = families
-
-    def collect(self) -> list[Metric]:
-        return self._families
 
 
 class GpuExporter:
@@ -62,6 +50,7 @@ class GpuExporter:
         self._log = log or logging.getLogger("gpulens.gpu_exporter")
         self._collector_logs: dict[str, StateLog] = {}
         self._rendered = (b"", b"")
+        self._renderer = Renderer()
         self._render_lock = threading.Lock()
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, on_snapshot=self._render,
                                clock=clock, log=self._log)
@@ -114,8 +103,7 @@ class GpuExporter:
                 state.failed(type(err).__name__, f"collector {name} failed: {err!r}")
         families.extend(health.collect(snapshot, self._source, success))
         # A family with no samples (NotSupported everywhere) is left out rather than exposed empty.
-        registry = _Families([f for f in families if f.samples])
-        rendered = (generate_latest(registry), generate_openmetrics(registry).removesuffix(EOF))  # type: ignore[arg-type]
+        rendered = self._renderer.render(f for f in families if f.samples)
         with self._render_lock:
             self._rendered = rendered
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pynvml
@@ -187,18 +187,30 @@ def _div(value: Any, divisor: float) -> float | None:
 
 def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
              mig: Callable[[], tuple[float | None, tuple[MigReading, ...]]],
-             gpm: Callable[[], dict[str, dict[str, float]]]) -> GpuReading:
-    """Every per-GPU family in one pass; MIG and GPM readers are passed in (they keep state)."""
+             gpm: Callable[[], dict[str, dict[str, float]]], previous: GpuReading | None = None) -> GpuReading:
+    """Every per-GPU family in one pass; MIG and GPM readers are passed in (they keep state).
+
+    Limits, maxima, error counters and link states change rarely and cost most of the calls (NVLink
+    alone is 4 calls per link): with a `previous` reading they are carried over and only the fast
+    families are read. The sampler passes None every SLOW_SECONDS to refresh them.
+    """
+    fields = _read_fields(call, handle)
+    links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
+    fast = _read_fast(call, handle, fields, links, processes, mig, gpm)
+    if previous is not None:
+        return replace(previous, **fast)
+    return GpuReading(identity=identity, **fast, **_read_slow(call, handle, links))
+
+
+def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, processes: bool,
+               mig: Callable[[], tuple[float | None, tuple[MigReading, ...]]],
+               gpm: Callable[[], dict[str, dict[str, float]]]) -> dict[str, Any]:
     util = call("nvmlDeviceGetUtilizationRates", handle)
     enc = call("nvmlDeviceGetEncoderUtilization", handle)
     dec = call("nvmlDeviceGetDecoderUtilization", handle)
     mem = call("nvmlDeviceGetMemoryInfo", handle, pynvml.nvmlMemory_v2)
-    fields = _read_fields(call, handle)
-    remap = call("nvmlDeviceGetRemappedRows", handle)
     mig_mode, mig_readings = mig()
-    links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
-    return GpuReading(
-        identity=identity,
+    return dict(
         utilization=_div(util.gpu, 100) if util is not None else None,
         memory_utilization=_div(util.memory, 100) if util is not None else None,
         encoder_utilization=_div(enc[0], 100) if enc is not None else None,
@@ -210,31 +222,38 @@ def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
         temperature=call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU),
         memory_temperature=fields.get(pynvml.NVML_FI_DEV_MEMORY_TEMP),
         power=_div(call("nvmlDeviceGetPowerUsage", handle), 1000),
-        power_limit=_div(call("nvmlDeviceGetPowerManagementLimit", handle), 1000),
-        power_enforced_limit=_div(call("nvmlDeviceGetEnforcedPowerLimit", handle), 1000),
         energy=_div(call("nvmlDeviceGetTotalEnergyConsumption", handle), 1000),
         fan=_div(call("nvmlDeviceGetFanSpeed", handle), 100),
         pstate=call("nvmlDeviceGetPerformanceState", handle),
         sm_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
         memory_clock=_scaled(call("nvmlDeviceGetClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),
-        sm_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
-        memory_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),
         clock_events=call("nvmlDeviceGetCurrentClocksEventReasons", handle),
         pcie_generation=call("nvmlDeviceGetCurrPcieLinkGeneration", handle),
         pcie_width=call("nvmlDeviceGetCurrPcieLinkWidth", handle),
-        pcie_max_generation=call("nvmlDeviceGetMaxPcieLinkGeneration", handle),
-        pcie_max_width=call("nvmlDeviceGetMaxPcieLinkWidth", handle),
-        pcie_replays=call("nvmlDeviceGetPcieReplayCounter", handle),
         pcie_tx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES),
         pcie_rx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
-        ecc=_read_ecc(call, handle),
-        retired_pages=_read_retired(call, handle),
-        remapped_rows=tuple(float(v) for v in remap) if remap is not None else None,  # type: ignore[arg-type]
-        **_read_nvlink(call, handle, links),
+        **_read_nvlink_bytes(call, handle, links),
         processes=_read_processes(call, handle) if processes else (),
         mig_mode=mig_mode,
         mig=mig_readings,
         gpm=gpm(),
+    )
+
+
+def _read_slow(call: Caller, handle: Any, links: int) -> dict[str, Any]:
+    remap = call("nvmlDeviceGetRemappedRows", handle)
+    return dict(
+        power_limit=_div(call("nvmlDeviceGetPowerManagementLimit", handle), 1000),
+        power_enforced_limit=_div(call("nvmlDeviceGetEnforcedPowerLimit", handle), 1000),
+        sm_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_SM), MHZ),
+        memory_clock_max=_scaled(call("nvmlDeviceGetMaxClockInfo", handle, pynvml.NVML_CLOCK_MEM), MHZ),
+        pcie_max_generation=call("nvmlDeviceGetMaxPcieLinkGeneration", handle),
+        pcie_max_width=call("nvmlDeviceGetMaxPcieLinkWidth", handle),
+        pcie_replays=call("nvmlDeviceGetPcieReplayCounter", handle),
+        ecc=_read_ecc(call, handle),
+        retired_pages=_read_retired(call, handle),
+        remapped_rows=tuple(float(v) for v in remap) if remap is not None else None,
+        **_read_nvlink_health(call, handle, links),
     )
 
 
@@ -286,28 +305,32 @@ def _read_retired(call: Caller, handle: Any) -> dict[str, float]:
     return out
 
 
-def _read_nvlink(call: Caller, handle: Any, links: int) -> dict[str, Any]:
-    """Per-link state, error counters and one batched field read for all links' byte counters."""
-    up: dict[int, float] = {}
+def _read_nvlink_bytes(call: Caller, handle: Any, links: int) -> dict[str, dict[int, float]]:
+    """All links' data counters in one batched field read (NVML reports them in KiB)."""
     tx: dict[int, float] = {}
     rx: dict[int, float] = {}
-    errors: dict[tuple[int, str], float] = {}
     if links:
         ids = tuple((fid, link) for link in range(links)
                     for fid in (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX))
         for fv in call("nvmlDeviceGetFieldValues", handle, ids) or ():
             value = field_value(fv)
-            if value is not None:  # NVML reports these in KiB
+            if value is not None:
                 (tx if fv.fieldId == pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX else rx)[int(fv.scopeId)] = value * 1024
-        for link in range(links):
-            state = call("nvmlDeviceGetNvLinkState", handle, link)
-            if state is not None:
-                up[link] = float(state)
-            for name, counter in NVLINK_ERROR_TYPES.items():
-                value = call("nvmlDeviceGetNvLinkErrorCounter", handle, link, counter)
-                if value is not None:
-                    errors[(link, name)] = float(value)
-    return {"nvlink_up": up, "nvlink_tx": tx, "nvlink_rx": rx, "nvlink_errors": errors}
+    return {"nvlink_tx": tx, "nvlink_rx": rx}
+
+
+def _read_nvlink_health(call: Caller, handle: Any, links: int) -> dict[str, Any]:
+    up: dict[int, float] = {}
+    errors: dict[tuple[int, str], float] = {}
+    for link in range(links):
+        state = call("nvmlDeviceGetNvLinkState", handle, link)
+        if state is not None:
+            up[link] = float(state)
+        for name, counter in NVLINK_ERROR_TYPES.items():
+            value = call("nvmlDeviceGetNvLinkErrorCounter", handle, link, counter)
+            if value is not None:
+                errors[(link, name)] = float(value)
+    return {"nvlink_up": up, "nvlink_errors": errors}
 
 
 def _read_processes(call: Caller, handle: Any) -> tuple[tuple[int, float], ...]:

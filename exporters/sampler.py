@@ -35,6 +35,9 @@ from gpulens.logs import StateLog
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 BACKOFF_MAX_SECONDS = 60.0
+# Limits, maxima, error counters and link states are re-read this often, not every interval
+# (dcgm-exporter's default for everything is 30 s). XIDs arrive as events, not through this.
+SLOW_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class _Device:
     gpm: GpmReader
     log: StateLog
     lost: bool = False
+    last: GpuReading | None = None  # carries the slow families between their refreshes
+    slow_at: float = 0.0
 
 
 class Sampler:
@@ -223,9 +228,11 @@ class Sampler:
                 return GpuReading(identity=device.identity, up=False)
             self._devices[device.index] = device = recovered
             self.generation += 1
+        now = self._clock()
+        previous = device.last if now < device.slow_at else None
         try:
             reading = read_gpu(device.call, device.identity, device.handle, self._processes, device.mig,
-                               lambda: device.gpm(gi for _, gi in device.mig.slots()))
+                               lambda: device.gpm(gi for _, gi in device.mig.slots()), previous)
         except GpuLost as err:
             device.lost = True
             device.gpm.close()
@@ -234,6 +241,9 @@ class Sampler:
             return GpuReading(identity=device.identity, up=False)
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
+        if previous is None:
+            device.slow_at = now + SLOW_SECONDS
+        device.last = reading
         return reading
 
 

@@ -311,3 +311,37 @@ def test_driver_unloaded_mid_run_marks_gpus_down_then_recovers(clock: Clock) -> 
     assert _value(s, c.NVML_UP.name) == 1.0
     assert [x.value for x in s[c.GPU_UP.name]] == [1.0, 1.0]
     assert exporter.ready() == (True, "ok")
+
+
+def test_error_counters_refresh_on_the_slow_interval(clock: Clock) -> None:
+    """ECC, remaps and replays are re-read every SLOW_SECONDS, not every cycle, and then show the increase."""
+    from gpulens.exporters.sampler import SLOW_SECONDS
+
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 1)
+    replay_calls = nv.calls["nvmlDeviceGetPcieReplayCounter"]
+    nv.add_ecc(0, corrected=5, uncorrected=1)
+    nv.add_remapped_rows(0, corr=2, unc=1, pending=True)
+    nv.add_pcie_replays(0, 7)
+    _cycles(exporter, clock, int(SLOW_SECONDS) + 1)
+    assert nv.calls["nvmlDeviceGetPcieReplayCounter"] == replay_calls + 1
+    s = _families(exporter)
+    assert _value(s, c.ECC.name, gpu="0", type="uncorrected", scope="volatile") == 1.0
+    assert _value(s, c.ECC.name, gpu="0", type="corrected", scope="volatile") == 5.0
+    assert _value(s, c.REMAPPED_ROWS.name, gpu="0", type="uncorrectable") == 1.0
+    assert _value(s, c.ROW_REMAP_PENDING.name, gpu="0") == 1.0
+    assert _value(s, c.PCIE_REPLAY.name, gpu="0") == 7.0
+
+
+def test_throttle_reasons_and_downgraded_pcie_link(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.set_throttle(0, 0x40)  # HW thermal slowdown
+    nv.set_pcie_link(0, 3, 8)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert _value(s, c.CLOCK_EVENT.name, gpu="0", reason="hw_thermal_slowdown") == 1.0
+    assert _value(s, c.CLOCK_EVENT.name, gpu="0", reason="hw_power_brake_slowdown") == 0.0
+    assert (_value(s, c.PCIE_GEN.name, gpu="0"), _value(s, c.PCIE_WIDTH.name, gpu="0")) == (3.0, 8.0)
+    assert (_value(s, c.PCIE_GEN_MAX.name, gpu="0"), _value(s, c.PCIE_WIDTH_MAX.name, gpu="0")) == (5.0, 16.0)
