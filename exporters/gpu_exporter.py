@@ -107,13 +107,21 @@ class GpuExporter:
         with self._render_lock:
             self._rendered = rendered
 
-    def render(self, openmetrics: bool) -> bytes:
-        """The last snapshot's exposition plus its age; called on every scrape, never touches NVML."""
+    def render_parts(self, openmetrics: bool) -> tuple[bytes, bytes]:
+        """(the last snapshot's exposition, the per-scrape tail with its age); never touches NVML.
+
+        The first part is the same bytes object until the next sample, so the server compresses it
+        once per sample however many scrapers ask.
+        """
         snapshot = self.sampler.snapshot
         age = self._clock() - snapshot.monotonic if snapshot is not None else 0.0
         text, om = self._rendered
         tail = _AGE_HEADER + f"{c.SAMPLE_AGE.name} {age:.6f}\n".encode()
-        return om + tail + EOF if openmetrics else text + tail
+        return (om, tail + EOF) if openmetrics else (text, tail)
+
+    def render(self, openmetrics: bool) -> bytes:
+        """The whole exposition as one scrape would see it."""
+        return b"".join(self.render_parts(openmetrics))
 
     def ready(self) -> tuple[bool, str]:
         snapshot = self.sampler.snapshot
@@ -161,7 +169,7 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     pods = PodResourcesWatcher(socket_path, cfg.podresources_interval_seconds) if cfg.pod_attribution else None
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
-    server = MetricsServer(cfg.listen_address, cfg.port, exporter.render, exporter.ready, web_config,
+    server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log)
     try:
         server.start()

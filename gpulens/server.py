@@ -117,16 +117,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _metrics(self, app: MetricsServer, head: bool) -> None:
         openmetrics = _wants_openmetrics(self.headers.get("Accept"))
         try:
-            body = app.render(openmetrics)
+            snapshot, tail = app.render(openmetrics)
         except Exception as err:  # never expected, but a scrape must get an answer, not a hang
             app.log.exception("rendering /metrics failed")
             self._reply(500, f"rendering metrics failed: {err}".encode(), _PLAIN, head)
             return
         ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         if gzip_accepted(self.headers.get("Accept-Encoding", "")):
-            self._reply(200, app.gzipped(openmetrics, body), ctype, head, (("Content-Encoding", "gzip"),))
+            # Two gzip members (RFC 1952 §2.2; Go's gzip reader and Prometheus read them as one stream):
+            # the snapshot's, compressed once, and the small per-scrape tail's.
+            body = app.gzipped(openmetrics, snapshot) + (gzip.compress(tail, mtime=0) if tail else b"")
+            self._reply(200, body, ctype, head, (("Content-Encoding", "gzip"),))
         else:
-            self._reply(200, body, ctype, head)
+            self._reply(200, snapshot + tail, ctype, head)
 
     def _reply(self, status: int, body: bytes, ctype: str, head: bool,
                headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -149,11 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """Serves one exporter's snapshot over HTTP(S) on a background thread.
 
-    `render(openmetrics)` returns the last rendered exposition (the same bytes object until the snapshot
-    changes); `ready()` returns (ready, reason) for /readyz.
+    `render(openmetrics)` returns (snapshot, tail): the last rendered exposition (the same bytes object
+    until the snapshot changes, so its gzip is cached) and a small per-scrape tail (e.g. the sample
+    age; may be empty); `ready()` returns (ready, reason) for /readyz.
     """
 
-    def __init__(self, host: str, port: int, render: Callable[[bool], bytes],
+    def __init__(self, host: str, port: int, render: Callable[[bool], tuple[bytes, bytes]],
                  ready: Callable[[], tuple[bool, str]], web_config: WebConfig | None = None,
                  title: str = "gpulens", log: logging.Logger = _LOG):
         self.host, self.requested_port = host, port

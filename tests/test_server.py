@@ -28,8 +28,8 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
                      "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 
 
-def _render(openmetrics: bool) -> bytes:
-    return OM if openmetrics else TEXT
+def _render(openmetrics: bool) -> tuple[bytes, bytes]:
+    return (OM, b"") if openmetrics else (TEXT, b"")
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def serve() -> Iterator[Callable[..., MetricsServer]]:
     """Start MetricsServers on 127.0.0.1:0 (defaults: fixed render, always ready); stopped after the test."""
     servers: list[MetricsServer] = []
 
-    def start(render: Callable[[bool], bytes] = _render,
+    def start(render: Callable[[bool], tuple[bytes, bytes]] = _render,
               ready: Callable[[], tuple[bool, str]] = lambda: (True, ""), **kw: Any) -> MetricsServer:
         server = MetricsServer("127.0.0.1", 0, render, ready, **kw)
         server.start()
@@ -151,7 +151,7 @@ def test_readyz(serve: Callable[..., MetricsServer]) -> None:
 
 
 def test_render_error_is_a_500(serve: Callable[..., MetricsServer]) -> None:
-    def broken(openmetrics: bool) -> bytes:
+    def broken(openmetrics: bool) -> tuple[bytes, bytes]:
         raise RuntimeError("snapshot missing")
 
     status, _, body = _request(serve(render=broken), "/metrics")
@@ -219,3 +219,14 @@ def test_basic_auth_checks_bcrypt_once(serve: Callable[..., MetricsServer],
     assert _request(server, "/readyz", headers=_basic("prometheus", "s3cret"))[::2] == (200, b"ok")
     assert calls == [b"s3cret"]  # the second request hit the cache
     assert _request(server, "/metrics", method="DELETE", headers=_basic("prometheus", "s3cret"))[0] == 405
+
+
+def test_per_scrape_tail_is_appended_and_gzipped_as_a_second_member(serve: Callable[..., MetricsServer]) -> None:
+    ticks = iter(range(1, 100))
+    server = serve(render=lambda om: (TEXT, f"age {next(ticks)}\n".encode()))
+    plain = _request(server, "/metrics")[2]
+    assert plain == TEXT + b"age 1\n"
+    status, headers, body = _request(server, "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert gzip.decompress(body) == TEXT + b"age 2\n"
+    first = gzip.compress(TEXT, compresslevel=6, mtime=0)
+    assert body.startswith(first)  # the snapshot member is the cached one, byte for byte
