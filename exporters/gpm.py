@@ -39,7 +39,12 @@ class _Target:
     """Two reusable samples for one GPU or MIG instance: the older one and the one being filled."""
 
     def __init__(self, nvml: Any):
-        self.samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
+        first = nvml.nvmlGpmSampleAlloc()
+        try:
+            self.samples = [first, nvml.nvmlGpmSampleAlloc()]
+        except pynvml.NVMLError:
+            nvml.nvmlGpmSampleFree(first)
+            raise
         self.taken_at: float | None = None  # when samples[0] was taken
         self.values: dict[str, float] = {}
 
@@ -73,7 +78,11 @@ class GpmReader:
         for key in wanted:
             target = self._targets.get(key)
             if target is None:
-                target = self._targets[key] = _Target(self._nvml)
+                try:
+                    target = self._targets[key] = _Target(self._nvml)
+                except pynvml.NVMLError as err:  # out of memory for samples: this target only, next cycle again
+                    self._call.errors[("nvmlGpmSampleAlloc", error_name(err))] += 1
+                    continue
             self._step(key, target)
             if target.values:
                 out[key] = target.values

@@ -55,7 +55,10 @@ class MigReader:
             self._slots = self._scan()
             self._scanned_at = self._clock()
         self._mode = current
-        return current, tuple(self._read(slot) for slot in self._slots)
+        readings = tuple(self._read(slot) for slot in self._slots)
+        if any(r.memory_total is None for r in readings):
+            self._scanned_at = float("-inf")  # a handle went stale (layout changed): rescan next cycle
+        return current, readings
 
     def slots(self) -> tuple[tuple[str, int], ...]:
         """(MIG uuid, GPU instance id) of the instances found at the last scan, for GPM."""

@@ -46,6 +46,8 @@ class NvmlDown(Exception):
 
 
 _LOST = (pynvml.NVML_ERROR_GPU_IS_LOST,)
+# Answers that will not change for this device while the driver stays loaded: remember, never re-ask.
+_ABSENT = (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 _DOWN = (pynvml.NVML_ERROR_UNINITIALIZED, pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
          pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
 
@@ -75,7 +77,7 @@ class Caller:
             return getattr(self.nvml, fn)(handle, *args)
         except pynvml.NVMLError as err:
             self.errors[(fn, error_name(err))] += 1
-            if err.value == pynvml.NVML_ERROR_NOT_SUPPORTED:
+            if err.value in _ABSENT:
                 self.unsupported.add(key)
             elif err.value in _LOST:
                 raise GpuLost(fn) from err
@@ -84,6 +86,10 @@ class Caller:
             return None
         except pynvml.NVMLLibraryMismatchError:  # not an NVMLError (REFERENCE.md): unversioned process call
             self.errors[(fn, "LibraryMismatch")] += 1
+            self.unsupported.add(key)
+            return None
+        except AttributeError:  # an older pynvml without this binding: as absent as FunctionNotFound
+            self.errors[(fn, "FunctionNotFound")] += 1
             self.unsupported.add(key)
             return None
 
@@ -164,7 +170,7 @@ def read_identity(call: Caller, index: int, handle: Any) -> Identity:
     pci = call("nvmlDeviceGetPciInfo", handle)
     return Identity(
         index=index,
-        uuid=call("nvmlDeviceGetUUID", handle) or f"unknown-{index}",
+        uuid=call("nvmlDeviceGetUUID", handle) or "",
         name=call("nvmlDeviceGetName", handle) or "",
         pci_bus_id=as_text(pci.busId) if pci is not None else "",
         serial=call("nvmlDeviceGetSerial", handle) or "",
@@ -197,9 +203,15 @@ def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
     fields = _read_fields(call, handle)
     links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
     fast = _read_fast(call, handle, fields, links, processes, mig, gpm)
+    # A GPU whose core readings all just failed (Unknown, Timeout…) is down, not "up with no data".
+    fast["up"] = any(fast[f] is not None for f, _ in _CORE) or all(k in call.unsupported for _, k in _CORE)
     if previous is not None:
         return replace(previous, **fast)
     return GpuReading(identity=identity, **fast, **_read_slow(call, handle, links))
+
+
+_CORE = (("memory_total", ("nvmlDeviceGetMemoryInfo", (pynvml.nvmlMemory_v2,))),
+         ("power", ("nvmlDeviceGetPowerUsage", ())))
 
 
 def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, processes: bool,
@@ -219,7 +231,7 @@ def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, 
         memory_used=mem.used if mem is not None else None,
         memory_free=mem.free if mem is not None else None,
         memory_reserved=mem.reserved if mem is not None else None,
-        temperature=call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU),
+        temperature=_temperature(call, handle),
         memory_temperature=fields.get(pynvml.NVML_FI_DEV_MEMORY_TEMP),
         power=_div(call("nvmlDeviceGetPowerUsage", handle), 1000),
         energy=_div(call("nvmlDeviceGetTotalEnergyConsumption", handle), 1000),
@@ -238,6 +250,14 @@ def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, 
         mig=mig_readings,
         gpm=gpm(),
     )
+
+
+def _temperature(call: Caller, handle: Any) -> float | None:
+    """GetTemperatureV (drivers 570+), else the deprecated GetTemperature older drivers still have."""
+    value = call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU)
+    if value is None and ("nvmlDeviceGetTemperatureV", (pynvml.NVML_TEMPERATURE_GPU,)) in call.unsupported:
+        value = call("nvmlDeviceGetTemperature", handle, pynvml.NVML_TEMPERATURE_GPU)
+    return value
 
 
 def _read_slow(call: Caller, handle: Any, links: int) -> dict[str, Any]:
@@ -338,7 +358,11 @@ def _read_processes(call: Caller, handle: Any) -> tuple[tuple[int, float], ...]:
     if not procs:
         return ()
     # usedGpuMemory is None on Windows/WDDM or without permission: skip rather than report 0.
-    return tuple(sorted((int(p.pid), float(p.usedGpuMemory)) for p in procs if p.usedGpuMemory is not None))
+    used: dict[int, float] = {}
+    for p in procs:  # a pid can appear once per MIG instance it runs on: one series per pid
+        if p.usedGpuMemory is not None:
+            used[int(p.pid)] = used.get(int(p.pid), 0.0) + float(p.usedGpuMemory)
+    return tuple(sorted(used.items()))
 
 
 def address(handle: Any) -> Any:

@@ -116,8 +116,14 @@ class Sampler:
 
     def _run(self) -> None:
         next_at = self._clock()
+        crashes = StateLog(self._log, "sampler")
         while not self._stop.is_set():
-            self.cycle()
+            try:
+                self.cycle()
+                crashes.ok("sampler cycling")
+            except Exception as err:  # a bug must not end sampling silently while /healthz stays 200
+                self._errors[("sampler", type(err).__name__)] += 1
+                crashes.failed(type(err).__name__, f"sampler cycle failed: {err!r}")
             next_at += self.interval
             now = self._clock()
             if next_at < now:  # overran (slow NVML): start the next cycle now, don't burst to catch up
@@ -159,14 +165,20 @@ class Sampler:
     def _init(self) -> None:
         try:
             self.nvml.nvmlInit()
-            driver = self.nvml.nvmlSystemGetDriverVersion()
-            cuda = self.nvml.nvmlSystemGetCudaDriverVersion()
-            self._versions = (as_text(driver), f"{cuda // 1000}.{cuda % 1000 // 10}")
-            self._initialized = True
-            self._enumerate()
         except pynvml.NVMLError as err:
             self._errors[("nvmlInit", error_name(err))] += 1
             self._down(f"nvmlInit failed: {error_name(err)}")
+            return
+        self._initialized = True  # from here on, _down() also calls nvmlShutdown: no leaked init reference
+        try:
+            driver = self.nvml.nvmlSystemGetDriverVersion()
+            cuda = self.nvml.nvmlSystemGetCudaDriverVersion()
+            self._versions = (as_text(driver), f"{cuda // 1000}.{cuda % 1000 // 10}")
+            self._enumerate()
+        except (pynvml.NVMLError, NvmlDown) as err:  # the driver went away again mid-enumeration
+            name = error_name(err) if isinstance(err, pynvml.NVMLError) else f"{err} failed"
+            self._errors[("nvmlInit", name)] += 1
+            self._down(f"NVML enumeration failed: {name}")
             return
         self._nvml_error = ""
         self._backoff = self.interval
@@ -214,6 +226,8 @@ class Sampler:
         try:
             handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
             identity = read_identity(call, index, handle)
+            if not identity.uuid:  # without a uuid nothing joins (pods, _info): retry next cycle
+                raise GpuLost("nvmlDeviceGetUUID")
         except (pynvml.NVMLError, GpuLost) as err:
             self._errors[("nvmlDeviceGetHandleByIndex", error_name(err.__cause__ or err))] += 1
             identity = previous.identity if previous else Identity(index, f"unknown-{index}", "", "", "", "")
@@ -227,12 +241,11 @@ class Sampler:
             if recovered.lost:
                 return GpuReading(identity=device.identity, up=False)
             self._devices[device.index] = device = recovered
-            self.generation += 1
         now = self._clock()
         previous = device.last if now < device.slow_at else None
         try:
             reading = read_gpu(device.call, device.identity, device.handle, self._processes, device.mig,
-                               lambda: device.gpm(gi for _, gi in device.mig.slots()), previous)
+                               lambda: device.gpm(sorted({gi for _, gi in device.mig.slots()})), previous)
         except GpuLost as err:
             device.lost = True
             device.gpm.close()
@@ -243,6 +256,12 @@ class Sampler:
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
             device.slow_at = now + SLOW_SECONDS
+        if device.last is None:  # first good read after (re-)opening: the event watcher re-registers
+            self.generation += 1
+        elif device.last.mig_mode != reading.mig_mode:
+            # MIG on/off changes what NVML supports (utilization, remapped rows): ask again, all of it
+            device.call.unsupported.clear()
+            device.slow_at = 0.0
         device.last = reading
         return reading
 

@@ -67,6 +67,7 @@ class EventWatcher:
         self._events: Counter[tuple[str, str, str]] = Counter()
         self._set: Any = None
         self._by_handle: dict[Any, tuple[int, str]] = {}
+        self._missing = False  # a GPU failed to register for a reason other than NotSupported: retry later
         self._registered_generation = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,15 +88,31 @@ class EventWatcher:
             return dict(self._last_xid)
 
     def _run(self) -> None:
-        backoff = 1.0
+        backoff, retry_at = 1.0, 0.0
+        crashes = StateLog(self._log, "event-watcher")
         while not self._stop.is_set():
-            if self._set is None or self._generation() != self._registered_generation:
-                if not self.register():
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                backoff = 1.0
-            self.poll()
+            try:
+                stale = self._set is None or self._generation() != self._registered_generation
+                partial = self._missing and time.monotonic() >= retry_at  # some GPUs refused registration
+                if stale or partial:
+                    if not self.register():
+                        self._wait_for_change(backoff)
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                    backoff = 1.0
+                    retry_at = time.monotonic() + 30.0
+                self.poll()
+                crashes.ok("event watcher running")
+            except Exception as err:  # never let the thread end silently: log once, back off, go on
+                crashes.failed(type(err).__name__, f"event watcher failed: {err!r}")
+                self._close()
+                self._stop.wait(1.0)
+
+    def _wait_for_change(self, seconds: float) -> None:
+        """Back off, but wake as soon as the sampler re-enumerates (GPUs came back)."""
+        generation, deadline = self._generation(), time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < deadline and self._generation() == generation:
+            self._stop.wait(0.1)
 
     def register(self) -> bool:
         """A fresh event set over every answering GPU, for the event types each one supports."""
@@ -110,6 +127,7 @@ class EventWatcher:
             self._state.failed(error_name(err), f"nvmlEventSetCreate failed: {error_name(err)}")
             return False
         by_handle = {}
+        self._missing = False
         for index, uuid, handle in devices:
             try:
                 supported = self._nvml.nvmlDeviceGetSupportedEventTypes(handle) & WANTED
@@ -117,8 +135,13 @@ class EventWatcher:
                     self._nvml.nvmlDeviceRegisterEvents(handle, supported, event_set)
                     by_handle[address(handle)] = (index, uuid)
             except pynvml.NVMLError as err:  # NotSupported here, or lost: the others still register
+                self._missing = self._missing or err.value != pynvml.NVML_ERROR_NOT_SUPPORTED
                 self._log.warning(f"GPU {index} events not registered: {error_name(err)}")
         self._set, self._by_handle, self._registered_generation = event_set, by_handle, generation
+        if not by_handle:
+            self._close()
+            self._state.failed("none-registered", "no GPU accepted NVML event registration; retrying")
+            return False
         self.up = True
         self._state.ok(f"watching NVML events on {len(by_handle)} GPUs")
         return True
@@ -148,7 +171,10 @@ class EventWatcher:
     def _record(self, data: Any) -> None:
         index, uuid = self._by_handle.get(address(data.device), (-1, ""))
         if not uuid:  # a handle we did not register: ask NVML who it is
-            uuid = self._nvml.nvmlDeviceGetUUID(data.device)
+            try:
+                uuid = self._nvml.nvmlDeviceGetUUID(data.device)
+            except pynvml.NVMLError as err:
+                uuid = f"unknown ({error_name(err)})"
         gpu, kind, now = str(index), EVENT_TYPES.get(data.eventType, str(data.eventType)), self._clock()
         with self._lock:
             self._events[(gpu, uuid, kind)] += 1

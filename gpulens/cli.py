@@ -54,13 +54,16 @@ def run_gpu_exporter(ns: argparse.Namespace) -> int:
     # Imported after the config is known good: a typo answers fast, without loading NVML or grpc.
     from gpulens import logs
     from gpulens.exporters.gpu_exporter import run
-    from gpulens.sim import parse_simulate
+    from gpulens.sim import MODELS, parse_simulate
+    from gpulens.sim.mig import parse_layout
     from gpulens.webconfig import WebConfigError, load_web_config
 
     problems = []
     if cfg.simulate not in ("", "auto"):
         try:
-            parse_simulate(cfg.simulate)
+            model = parse_simulate(cfg.simulate)[1]
+            if cfg.simulate_mig:
+                parse_layout(cfg.simulate_mig, MODELS[model])
         except ValueError as err:
             problems.append(f"simulate: {err}")
     if cfg.web_config_file:

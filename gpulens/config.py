@@ -7,6 +7,7 @@ values, so an operator fixes a config in one go instead of one crash loop per ty
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -28,9 +29,10 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def opt(default: Any, help: str, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
+def opt(default: Any, help: str, choices: tuple[str, ...] = (), minimum: float | None = None,
+        maximum: float | None = None) -> Any:
     """A config field with its help text (shown by --help) and its allowed values."""
-    meta = {"help": help, "choices": choices, "minimum": minimum}
+    meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -41,7 +43,7 @@ class GpuExporterConfig:
     """`gpulens gpu-exporter`: the NVML exporter that runs as a DaemonSet on every GPU node."""
 
     listen_address: str = opt("0.0.0.0", "Address to bind the metrics server to.")
-    port: int = opt(9445, "Port for /metrics, /healthz and /readyz.", minimum=0)
+    port: int = opt(9445, "Port for /metrics, /healthz and /readyz.", minimum=0, maximum=65535)
     web_config_file: str = opt("", "Prometheus exporter-toolkit web-config.yml for TLS and basic auth.")
     interval_seconds: float = opt(1.0, "How often the sampler reads every GPU.", minimum=0.05)
     simulate: str = opt("", "Use N simulated GPUs instead of NVML: 'N' or 'N:model' (h100, a100-40gb, l4).")
@@ -84,9 +86,12 @@ def _coerce(raw: Any, want: type, from_text: bool) -> Any:
         if isinstance(raw, bool) or not (isinstance(raw, (int, float)) or from_text):
             raise ValueError("a number")
         try:
-            return float(raw)
+            value = float(raw)
         except (TypeError, ValueError):
             raise ValueError("a number") from None
+        if not math.isfinite(value):
+            raise ValueError("a finite number")
+        return value
     if want is str:
         if isinstance(raw, (dict, list)):
             raise ValueError("a string")
@@ -142,9 +147,12 @@ def load(
             if choices and value not in choices:
                 problems.append(f"{label}: {value!r} is not allowed (allowed: {', '.join(choices)})")
                 continue
-            minimum = f.metadata.get("minimum")
+            minimum, maximum = f.metadata.get("minimum"), f.metadata.get("maximum")
             if minimum is not None and value < minimum:
                 problems.append(f"{label}: {value!r} is below the minimum {minimum}")
+                continue
+            if maximum is not None and value > maximum:
+                problems.append(f"{label}: {value!r} is above the maximum {maximum}")
                 continue
             values[name] = value
 

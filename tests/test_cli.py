@@ -57,3 +57,10 @@ def test_no_command_prints_help_exit_2() -> None:
     out = _gpulens()
     assert out.returncode == 2
     assert "gpu-exporter" in out.stdout
+
+
+def test_bad_simulated_mig_layout_exit_2() -> None:
+    out = _gpulens("gpu-exporter", "--simulate", "2:h100", "--simulate-mig", "9g.90gb")
+    assert out.returncode == 2
+    assert out.stderr.startswith("gpulens gpu-exporter: simulate: ")
+    assert "1g.10gb" in out.stderr  # names the profiles that exist

@@ -76,3 +76,11 @@ def test_file_not_a_mapping(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     assert _problems(file=str(tmp_path / "nope.yaml"), env={}) == [
         f"config file {tmp_path / 'nope.yaml'}: No such file or directory"]
+
+
+def test_non_finite_interval() -> None:
+    assert _problems(env={}, flags={"interval_seconds": "nan"}) == ["flag --interval-seconds: 'nan' is not a finite number"]
+
+
+def test_port_above_maximum() -> None:
+    assert _problems(env={}, flags={"port": "70000"}) == ["flag --port: 70000 is above the maximum 65535"]

@@ -345,3 +345,57 @@ def test_throttle_reasons_and_downgraded_pcie_link(clock: Clock) -> None:
     assert _value(s, c.CLOCK_EVENT.name, gpu="0", reason="hw_power_brake_slowdown") == 0.0
     assert (_value(s, c.PCIE_GEN.name, gpu="0"), _value(s, c.PCIE_WIDTH.name, gpu="0")) == (3.0, 8.0)
     assert (_value(s, c.PCIE_GEN_MAX.name, gpu="0"), _value(s, c.PCIE_WIDTH_MAX.name, gpu="0")) == (5.0, 16.0)
+
+
+def test_driver_vanishing_during_enumeration_does_not_kill_the_sampler(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    nv.set_error("nvmlDeviceGetUUID", pynvml.NVML_ERROR_UNINITIALIZED)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 2)  # must not raise
+    assert _value(_families(exporter), c.NVML_UP.name) == 0.0
+    nv.clear_error("nvmlDeviceGetUUID")
+    _cycles(exporter, clock, 8)
+    s = _families(exporter)
+    assert _value(s, c.NVML_UP.name) == 1.0
+    assert all(x.labels["uuid"].startswith("GPU-sim-") for x in s[c.GPU_INFO.name])
+
+
+def test_gpu_whose_core_calls_all_fail_is_down(clock: Clock) -> None:
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 1)
+    for fn in ("nvmlDeviceGetMemoryInfo", "nvmlDeviceGetPowerUsage"):
+        nv.set_error(fn, pynvml.NVML_ERROR_UNKNOWN, gpu=1)
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert (_value(s, c.GPU_UP.name, gpu="0"), _value(s, c.GPU_UP.name, gpu="1")) == (1.0, 0.0)
+
+
+def test_function_missing_from_the_driver_is_asked_once(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.set_error("nvmlDeviceGetTemperatureV", pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 4)
+    assert nv.calls["nvmlDeviceGetTemperatureV"] == 1
+
+
+def test_mig_disabled_at_runtime_brings_back_utilization(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", mig="7x1g.10gb", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 2)
+    assert c.GPU_UTIL.name not in _families(exporter)
+    nv.set_mig(0, None)
+    _cycles(exporter, clock, 3)
+    s = _families(exporter)
+    assert c.GPU_UTIL.name in s and c.REMAPPED_ROWS.name in s
+    assert c.MIG_INFO.name not in s
+
+
+def test_mig_layout_change_is_picked_up_next_cycle(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", mig="7x1g.10gb", clock=clock)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock, 2)
+    nv.set_mig(0, "3g.40gb+2x2g.20gb")
+    _cycles(exporter, clock, 2)
+    profiles = sorted(x.labels["mig_profile"] for x in _families(exporter)[c.MIG_INFO.name])
+    assert profiles == ["2g.20gb", "2g.20gb", "3g.40gb"]

@@ -114,3 +114,21 @@ def test_lost_gpu_while_waiting_reregisters_after_recovery() -> None:
         _wait(lambda: _xid_count(exporter, "0", "62") == 1 and _xid_count(exporter, "1", "62") == 1)
     finally:
         exporter.stop()
+
+
+def test_registration_refused_everywhere_is_down_and_retried() -> None:
+    import pynvml
+
+    nv = SimulatedNVML(count=2, model="h100")
+    nv.set_error("nvmlDeviceRegisterEvents", pynvml.NVML_ERROR_NO_PERMISSION)
+    exporter = GpuExporter(CFG, nv, "simulated")
+    exporter.start()
+    try:
+        time.sleep(0.5)
+        assert not exporter.events.up
+        nv.clear_error("nvmlDeviceRegisterEvents")
+        _wait(lambda: exporter.events.up)
+        nv.inject_xid(1, 79)
+        _wait(lambda: _xid_count(exporter, "1", "79") == 1)
+    finally:
+        exporter.stop()
