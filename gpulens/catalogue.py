@@ -8,17 +8,13 @@ source (the NVML call or field) so a series can be traced back to where it came 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
+from prometheus_client.core import HistogramMetricFamily
 
-Kind = Literal["gauge", "counter", "histogram", "info"]
+from gpulens.exposition import MetricFamily
+
+Kind = Literal["gauge", "counter", "histogram"]
 
 GPU = ("gpu", "uuid")
 POD = ("namespace", "pod", "container")
@@ -46,16 +42,12 @@ class Family:
                 return unit
         return ""
 
-    def new(self, extra_labels: tuple[str, ...] = ()) -> Metric:
+    def new(self, extra_labels: tuple[str, ...] = ()) -> Any:
         """A fresh, empty family ready for `add_metric`; built per render so nothing lingers."""
         labels = list(self.labels + extra_labels)
-        if self.kind == "counter":
-            return CounterMetricFamily(self.name.removesuffix("_total"), self.help, labels=labels)
         if self.kind == "histogram":
             return HistogramMetricFamily(self.name, self.help, labels=labels)
-        if self.kind == "info":
-            return InfoMetricFamily(self.name.removesuffix("_info"), self.help, labels=labels)
-        return GaugeMetricFamily(self.name, self.help, labels=labels)
+        return MetricFamily(self.name, self.kind, self.help, labels)
 
 
 def _g(name: str, help: str, labels: tuple[str, ...] = GPU_POD, source: str = "", sub: str = "gpu") -> Family:

@@ -9,9 +9,11 @@ empty family) and a test pins whole outputs to prometheus_client's byte for byte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
@@ -31,33 +33,73 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+class MetricFamily:
+    """A gauge or counter family built for one render: rows of (label values, value), no per-sample dicts.
+
+    Same `add_metric(labels, value)` as prometheus_client's GaugeMetricFamily/CounterMetricFamily,
+    which allocate a dict and a Sample per series; `samples` builds those on demand (tests, parsers).
+    """
+
+    __slots__ = ("name", "type", "documentation", "labels", "rows", "_sample_name")
+
+    def __init__(self, name: str, kind: str, documentation: str, labels: Sequence[str]):
+        self.type = kind
+        self.name = name.removesuffix("_total") if kind == "counter" else name  # as prometheus_client names it
+        self._sample_name = self.name + "_total" if kind == "counter" else name
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self.rows: list[tuple[tuple[str, ...], float]] = []
+
+    def add_metric(self, labels: Sequence[str], value: float) -> None:
+        self.rows.append((tuple(labels), value))
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [Sample(self._sample_name, dict(zip(self.labels, values, strict=True)), value)
+                for values, value in self.rows]
+
+    def to_metric(self) -> Metric:
+        """The same family as a prometheus_client Metric (for comparing outputs with the library)."""
+        metric = Metric(self.name, self.documentation, self.type)
+        metric.samples = self.samples
+        return metric
+
+
 class Renderer:
     """Keeps header and series-prefix caches between renders; not thread-safe (one sampler calls it)."""
 
     def __init__(self) -> None:
         self._headers: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._prefixes: dict[tuple[str, tuple[Any, ...]], str] = {}
 
-    def render(self, families: Iterable[Metric]) -> tuple[bytes, bytes]:
+    def render(self, families: Iterable[Metric | MetricFamily]) -> tuple[bytes, bytes]:
         """(text 0.0.4, OpenMetrics without the final `# EOF`) for the same families."""
         text: list[str] = []
         om: list[str] = []
-        prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        prefixes: dict[tuple[str, tuple[Any, ...]], str] = {}
         for family in families:
             text_header, om_header = self._header(family)
             lines = []
-            for sample in family.samples:
-                key = (sample.name, tuple(sample.labels.items()))
-                prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(key)
-                prefixes[key] = prefix
-                lines.append(prefix + floatToGoString(sample.value) + "\n")
+            if isinstance(family, MetricFamily):  # the fast path: label names once, values as a tuple
+                name, names = family._sample_name, family.labels
+                for values, value in family.rows:
+                    key = (name, values)
+                    prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(name, zip(names, values))
+                    prefixes[key] = prefix
+                    lines.append(prefix + floatToGoString(value) + "\n")
+            else:
+                for sample in family.samples:
+                    key = (sample.name, tuple(sample.labels.items()))
+                    prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(*key)
+                    prefixes[key] = prefix
+                    lines.append(prefix + floatToGoString(sample.value) + "\n")
             body = "".join(lines)
             text.append(text_header + body)
             om.append(om_header + body)
         self._prefixes = prefixes  # keep only live series: vanished pods do not grow the cache
         return "".join(text).encode(), "".join(om).encode()
 
-    def _header(self, family: Metric) -> tuple[str, str]:
+    def _header(self, family: Metric | MetricFamily) -> tuple[str, str]:
         key = (family.name, family.type, family.documentation)
         header = self._headers.get(key)
         if header is None:
@@ -68,9 +110,8 @@ class Renderer:
         return header
 
     @staticmethod
-    def _prefix(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
-        name, labels = key
-        if not labels:
+    def _prefix(name: str, labels: Iterable[tuple[str, str]]) -> str:
+        pairs = sorted(labels)  # sorted, as prometheus_client writes them
+        if not pairs:
             return name + " "
-        # sorted, as prometheus_client writes them
-        return name + "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels)) + "} "
+        return name + "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "} "

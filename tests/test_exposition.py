@@ -8,7 +8,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from gpulens.config import GpuExporterConfig
 from gpulens.exporters.gpu_exporter import GpuExporter
-from gpulens.exposition import EOF, Renderer
+from gpulens.exposition import EOF, MetricFamily, Renderer
 from gpulens.sim import SimulatedNVML
 
 
@@ -47,14 +47,30 @@ def test_edge_cases_match_prometheus_client() -> None:
     _assert_same(renderer, _families())  # second render comes from the caches
 
 
+def test_fast_families_match_prometheus_client() -> None:
+    counter = MetricFamily("x_total", "counter", 'help with \\ and "quotes"', ["a", "b"])
+    counter.add_metric(['v"1\n\\', "z"], 3)
+    gauge = MetricFamily("g_ratio", "gauge", "a gauge", ["zeta", "alpha"])  # label order != sorted order
+    gauge.add_metric(["1", "2"], 0.25)
+    gauge.add_metric(["1", "3"], float("nan"))
+    fast = [counter, gauge]
+    text, om = Renderer().render(fast)
+    assert text == generate_latest(_Registry([f.to_metric() for f in fast]))  # type: ignore[arg-type]
+    assert om + EOF == generate_openmetrics(_Registry([f.to_metric() for f in fast]))  # type: ignore[arg-type]
+
+
 def test_whole_exporter_output_matches_prometheus_client() -> None:
     nv = SimulatedNVML(count=4, model="h100", mig="3g.40gb+2x2g.20gb")
     exporter = GpuExporter(GpuExporterConfig(pod_attribution=False, xid_events=False, compat="dcgm"), nv, "simulated")
     exporter.sampler.cycle()
-    families = [f for f in exporter._collectors(exporter.sampler.snapshot)["gpu"]() if f.samples]
+    snapshot = exporter.sampler.snapshot
+    families = [f for name, collect in exporter._collectors(snapshot).items() for f in collect() if f.samples]
+    library = [f.to_metric() if isinstance(f, MetricFamily) else f for f in families]
     renderer = Renderer()
     for _ in range(3):
-        _assert_same(renderer, families)
+        text, om = renderer.render(families)
+        assert text == generate_latest(_Registry(library))  # type: ignore[arg-type]
+        assert om + EOF == generate_openmetrics(_Registry(library))  # type: ignore[arg-type]
 
 
 def test_cache_forgets_vanished_series() -> None:
