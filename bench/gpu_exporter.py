@@ -19,12 +19,12 @@ in its own process), and /metrics p99 with attribution refreshing every 0.1 s vs
 from __future__ import annotations
 
 import argparse
-import random
 import http.client
 import json
 import math
 import multiprocessing
 import os
+import random
 import socket
 import statistics
 import subprocess

@@ -23,11 +23,11 @@ from prometheus_client.core import Metric
 
 from gpulens import catalogue as c
 from gpulens.config import GpuExporterConfig
-from gpulens.exposition import EOF, Renderer
 from gpulens.exporters import dcgm, gpu, health
 from gpulens.exporters.podresources import PodResourcesWatcher
 from gpulens.exporters.sampler import Sampler, Snapshot
 from gpulens.exporters.xid import EventWatcher
+from gpulens.exposition import EOF, Renderer
 from gpulens.logs import StateLog
 from gpulens.server import MetricsServer
 from gpulens.sim import SimulatedNVML, parse_simulate
@@ -53,6 +53,7 @@ class GpuExporter:
         self._collector_logs: dict[str, StateLog] = {}
         self._rendered = (b"", b"")
         self._renderer = Renderer()
+        self.on_rendered: Callable[[dict[bool, bytes]], None] | None = None  # e.g. MetricsServer.prime
         self._render_lock = threading.Lock()
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, on_snapshot=self._render,
                                clock=clock, log=self._log)
@@ -108,6 +109,8 @@ class GpuExporter:
         rendered = self._renderer.render(f for f in families if f.samples)
         with self._render_lock:
             self._rendered = rendered
+        if self.on_rendered is not None:
+            self.on_rendered({False: rendered[0], True: rendered[1]})
 
     def render_parts(self, openmetrics: bool) -> tuple[bytes, bytes]:
         """(the last snapshot's exposition, the per-scrape tail with its age); never touches NVML.
@@ -173,6 +176,7 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log)
+    exporter.on_rendered = server.prime
     try:
         server.start()
     except OSError as err:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client.core import Metric
-from prometheus_client.samples import Sample
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 EOF = b"# EOF\n"
@@ -84,7 +84,7 @@ class Renderer:
                 name, names = family._sample_name, family.labels
                 for values, value in family.rows:
                     key = (name, values)
-                    prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(name, zip(names, values))
+                    prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(name, zip(names, values, strict=True))
                     prefixes[key] = prefix
                     lines.append(prefix + floatToGoString(value) + "\n")
             else:

@@ -126,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         if gzip_accepted(self.headers.get("Accept-Encoding", "")):
             # Two gzip members (RFC 1952 §2.2; Go's gzip reader and Prometheus read them as one stream):
             # the snapshot's, compressed once, and the small per-scrape tail's.
+            app.gzip_wanted.add(openmetrics)
             body = app.gzipped(openmetrics, snapshot) + (gzip.compress(tail, mtime=0) if tail else b"")
             self._reply(200, body, ctype, head, (("Content-Encoding", "gzip"),))
         else:
@@ -172,6 +173,7 @@ class MetricsServer:
         self._title = title
         self._gzip_lock = threading.Lock()
         self._gzip_cache: dict[bool, tuple[bytes, bytes]] = {}
+        self.gzip_wanted: set[bool] = set()  # formats scrapers asked for gzipped: worth compressing ahead
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -208,6 +210,12 @@ class MetricsServer:
         if self._thread is not None:
             self._thread.join()
         self._httpd = self._thread = None
+
+    def prime(self, bodies: dict[bool, bytes]) -> None:
+        """Compress a new snapshot now, in the caller's (sampler's) thread, for the formats scrapers
+        use: otherwise the first scrape after each sample pays the compression (the p99)."""
+        for openmetrics in tuple(self.gzip_wanted):
+            self.gzipped(openmetrics, bodies[openmetrics])
 
     def gzipped(self, openmetrics: bool, body: bytes) -> bytes:
         """gzip of `body`, compressed once per rendered snapshot however many scrapers ask at once."""

@@ -33,7 +33,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(GpuExporterConfig)}
 FLAGS = {"--" + name.replace("_", "-") for name in FIELDS}
 # A long flag in text, but not node_exporter's dotted --web.config.file named in a comment.
 _FLAG_IN_TEXT = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w.-])")
-_ENV_IN_TEXT = re.compile(r"\b(%s[A-Z0-9_]+)" % config.ENV_PREFIX)
+_ENV_IN_TEXT = re.compile(r"\b(" + config.ENV_PREFIX + r"[A-Z0-9_]+)")
 
 
 @pytest.fixture(scope="module")

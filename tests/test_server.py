@@ -230,3 +230,20 @@ def test_per_scrape_tail_is_appended_and_gzipped_as_a_second_member(serve: Calla
     assert gzip.decompress(body) == TEXT + b"age 2\n"
     first = gzip.compress(TEXT, compresslevel=6, mtime=0)
     assert body.startswith(first)  # the snapshot member is the cached one, byte for byte
+
+
+def test_prime_compresses_ahead_only_the_formats_scrapers_gzip(serve: Callable[..., MetricsServer],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve()
+    compressed: list[bytes] = []
+    real = gzip.compress
+    monkeypatch.setattr(gzip, "compress", lambda data, *a, **k: compressed.append(data) or real(data, *a, **k))
+    server.prime({False: TEXT, True: OM})
+    assert compressed == []  # nobody asked for gzip yet: nothing compressed ahead
+    _request(server, "/metrics", headers={"Accept-Encoding": "gzip"})
+    new_text = TEXT + b"# next snapshot\n"
+    server.prime({False: new_text, True: OM})
+    assert compressed[-1] == new_text and OM not in compressed
+    before = len(compressed)
+    assert server.gzipped(False, new_text) == real(new_text, compresslevel=6, mtime=0)
+    assert len(compressed) == before  # served from the primed cache
