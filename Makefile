@@ -36,7 +36,6 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/gpu_exporter.py
-	$(BIN)/python bench/podresources.py
 
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
