@@ -64,3 +64,14 @@ def test_bad_simulated_mig_layout_exit_2() -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("gpulens gpu-exporter: simulate: ")
     assert "1g.10gb" in out.stderr  # names the profiles that exist
+
+
+def test_readme_documents_every_flag() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from gpulens.config import GpuExporterConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for f in dataclasses.fields(GpuExporterConfig):
+        assert f"`--{f.name.replace('_', '-')}`" in readme, f.name
