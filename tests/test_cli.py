@@ -75,3 +75,12 @@ def test_readme_documents_every_flag() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for f in dataclasses.fields(GpuExporterConfig):
         assert f"`--{f.name.replace('_', '-')}`" in readme, f.name
+
+
+def test_bad_web_config_exit_2(tmp_path) -> None:
+    web = tmp_path / "web-config.yml"
+    web.write_text("tls_server_config:\n  certfile: x.pem\n")
+    out = _gpulens("gpu-exporter", "--simulate", "1", "--web-config-file", str(web))
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert "unknown key 'tls_server_config.certfile'" in line and "cert_file" in line
