@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-gpu bench soak readme venv prometheus clean
+.PHONY: run test test-gpu bench soak readme lint venv prometheus clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/soak.py --minutes $${SOAK_MINUTES:-30}
+
+lint: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/ruff check gpulens exporters tests bench
+	$(BIN)/mypy gpulens exporters
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md

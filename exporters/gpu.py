@@ -9,7 +9,7 @@ several carries empty pod labels (no single owner) and `gpulens_gpu_allocation_i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import Metric
@@ -90,7 +90,7 @@ def collect(snapshot: Snapshot, attribution: Attribution) -> Iterator[Metric]:
     yield _allocations(snapshot.gpus, attribution)
 
 
-def _dict_families(keyed: list[tuple[GpuReading, tuple[str, ...]]]) -> Iterator[Metric]:
+def _dict_families(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]]) -> Iterator[Metric]:
     """Families with an extra label: clock reasons, ECC, pages, remaps, NVLink, processes."""
     reasons, ecc, pages = c.CLOCK_EVENT.new(), c.ECC.new(), c.RETIRED_PAGES.new()
     remapped, pending, failure = c.REMAPPED_ROWS.new(), c.ROW_REMAP_PENDING.new(), c.ROW_REMAP_FAILURE.new()

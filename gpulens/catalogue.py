@@ -146,7 +146,8 @@ PCIE_RX = _c("gpulens_gpu_pcie_receive_bytes_total", "Bytes received over PCIe (
 # --- memory errors -------------------------------------------------------------------------------
 ECC = Family(
     "gpulens_gpu_ecc_errors_total", "counter",
-    "ECC errors by type (corrected|uncorrected) and scope (volatile: since driver load, aggregate: lifetime) (nvmlDeviceGetTotalEccErrors).",
+    "ECC errors by type (corrected|uncorrected) and scope (volatile: since driver load, aggregate: lifetime) "
+    "(nvmlDeviceGetTotalEccErrors).",
     GPU_POD + ("type", "scope"), "nvmlDeviceGetTotalEccErrors",
 )
 RETIRED_PAGES = Family(
@@ -159,7 +160,8 @@ REMAPPED_ROWS = Family(
     "Memory rows remapped, by type (correctable|uncorrectable) (nvmlDeviceGetRemappedRows; Ampere+).",
     GPU_POD + ("type",), "nvmlDeviceGetRemappedRows",
 )
-ROW_REMAP_PENDING = _g("gpulens_gpu_row_remap_pending", "1 if a row remap is pending and the GPU needs a reset (nvmlDeviceGetRemappedRows).",
+ROW_REMAP_PENDING = _g("gpulens_gpu_row_remap_pending",
+                       "1 if a row remap is pending and the GPU needs a reset (nvmlDeviceGetRemappedRows).",
                        source="nvmlDeviceGetRemappedRows")
 ROW_REMAP_FAILURE = _g("gpulens_gpu_row_remap_failure", "1 if a row remap failed: the GPU should be replaced (nvmlDeviceGetRemappedRows).",
                        source="nvmlDeviceGetRemappedRows")
@@ -190,7 +192,8 @@ MIG_INFO = Family("gpulens_mig_info", "gauge",
                   "nvmlDeviceGetMigDeviceHandleByIndex", "mig")
 MIG_MEM_TOTAL = Family("gpulens_mig_memory_total_bytes", "gauge", "MIG instance memory size (nvmlDeviceGetMemoryInfo on the MIG handle).",
                        MIG, "nvmlDeviceGetMemoryInfo", "mig")
-MIG_MEM_USED = Family("gpulens_mig_memory_used_bytes", "gauge", "MIG instance memory allocated (nvmlDeviceGetMemoryInfo on the MIG handle).",
+MIG_MEM_USED = Family("gpulens_mig_memory_used_bytes", "gauge",
+                      "MIG instance memory allocated (nvmlDeviceGetMemoryInfo on the MIG handle).",
                       MIG, "nvmlDeviceGetMemoryInfo", "mig")
 
 # --- GPM (Hopper+): real activity, per GPU and per MIG instance ----------------------------------
@@ -241,7 +244,8 @@ COLLECTOR_SUCCESS = Family("gpulens_collector_success", "gauge", "1 if the colle
                            ("collector",), subsystem="self")
 PODRES_UP = Family("gpulens_podresources_up", "gauge", "1 if the last kubelet PodResources List() succeeded.", (), subsystem="podresources")
 PODRES_LAST_SUCCESS = Family("gpulens_podresources_last_success_timestamp_seconds", "gauge",
-                             "Unix time of the last successful PodResources List(); pod labels are as of then.", (), subsystem="podresources")
+                             "Unix time of the last successful PodResources List(); pod labels are as of then.", (),
+                             subsystem="podresources")
 PODRES_DURATION = Family("gpulens_podresources_refresh_duration_seconds", "gauge", "Duration of the last PodResources List().",
                          (), subsystem="podresources")
 PODRES_ERRORS = Family("gpulens_podresources_refresh_errors_total", "counter",

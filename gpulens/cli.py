@@ -81,11 +81,11 @@ COMMANDS: dict[str, tuple[type, str, Callable[[argparse.Namespace], int]]] = {
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     parser = _Parser(prog="gpulens", description="Observability for GPU model serving on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"gpulens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    subparsers = {}
+    subparsers: dict[str, _Parser] = {}
     for name, (cls, help_text, _) in COMMANDS.items():
         subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
         _add_config_flags(subparsers[name], cls)

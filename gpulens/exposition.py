@@ -89,9 +89,10 @@ class Renderer:
                     lines.append(prefix + floatToGoString(value) + "\n")
             else:
                 for sample in family.samples:
-                    key = (sample.name, tuple(sample.labels.items()))
-                    prefix = prefixes.get(key) or self._prefixes.get(key) or self._prefix(*key)
-                    prefixes[key] = prefix
+                    pairs = tuple(sample.labels.items())
+                    pair_key: tuple[str, tuple[Any, ...]] = (sample.name, pairs)
+                    prefix = prefixes.get(pair_key) or self._prefixes.get(pair_key) or self._prefix(sample.name, pairs)
+                    prefixes[pair_key] = prefix
                     lines.append(prefix + floatToGoString(sample.value) + "\n")
             body = "".join(lines)
             text.append(text_header + body)

@@ -526,7 +526,7 @@ class SimulatedNVML:
         values: ctypes.Array[pynvml.c_nvmlFieldValue_t] = (pynvml.c_nvmlFieldValue_t * len(fieldIds))()
         stamp = int(t * 1e6)
         integral = gpu.curve.integral(t)
-        for value, requested in zip(values, fieldIds):
+        for value, requested in zip(values, fieldIds, strict=True):
             field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
             value.fieldId, value.scopeId, value.timestamp = field_id, scope, stamp
             ret, value_type, number = self._field(gpu, field_id, scope, t, integral)

@@ -142,7 +142,7 @@ def test_mig_enumeration_not_found_slots_and_instance_memory(clock: FakeClock) -
     assert all(nv.nvmlDeviceGetUUID(m).startswith("MIG-sim-") for m in migs)
     assert all(nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(m) == parent for m in migs)
     profiles = MODELS["h100"].mig_profiles
-    for m, profile in zip(migs, ("3g.40gb", "2g.20gb", "2g.20gb")):
+    for m, profile in zip(migs, ("3g.40gb", "2g.20gb", "2g.20gb"), strict=True):
         memory = nv.nvmlDeviceGetMemoryInfo(m, version=V2)
         assert memory.total == profiles[profile].memory_bytes
         assert memory.used + memory.free + memory.reserved == memory.total
@@ -464,7 +464,7 @@ def test_field_values(clock: FakeClock) -> None:
     clock.advance(30)
     values = nv.nvmlDeviceGetFieldValues(h, fields)
     assert all(v.nvmlReturn == pynvml.NVML_SUCCESS and v.valueType == pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG for v in values)
-    assert all(v.value.ullVal > b for v, b in zip(values, before))
+    assert all(v.value.ullVal > b for v, b in zip(values, before, strict=True))
     assert values[2].scopeId == 17
     temp, links, bad_link, unknown = nv.nvmlDeviceGetFieldValues(
         h,
