@@ -84,3 +84,43 @@ def test_bad_web_config_exit_2(tmp_path) -> None:
     assert out.returncode == 2
     [line] = out.stderr.strip().splitlines()
     assert "unknown key 'tls_server_config.certfile'" in line and "cert_file" in line
+
+
+def test_simulate_auto_falls_back_loudly_without_a_driver(tmp_path) -> None:
+    """`make run` uses --simulate auto: real NVML when a driver answers, else simulated GPUs, said loudly."""
+    import json
+    import time
+    import urllib.request
+
+    import pynvml
+
+    from tests.prometheus_server import free_port
+
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        expected = "real"
+    except pynvml.NVMLError:
+        expected = "simulated"
+    port = free_port()
+    log = tmp_path / "out.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gpulens", "gpu-exporter", "--simulate", "auto", "--port", str(port),
+                                 "--listen-address", "127.0.0.1", "--pod-attribution", "false"], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert f'nvml="{expected}"' in body
+    if expected == "simulated":
+        first = json.loads(log.read_text().splitlines()[0])
+        assert first["log.level"] == "warning" and "NOT REAL DATA" in first["message"]
+        assert "GPU-sim-" in body
