@@ -92,7 +92,8 @@ def _run_exporter(port: int, socket_path: str, uuids_file: str) -> int:
     log = logging.getLogger("gpulens.soak")
     log.setLevel(logging.ERROR)
     exporter = GpuExporter(cfg, nv, "simulated", "soak-node", pods, log=log)
-    server = MetricsServer("127.0.0.1", port, exporter.render, exporter.ready, log=log)
+    server = MetricsServer("127.0.0.1", port, exporter.render_parts, exporter.ready, log=log)
+    exporter.on_rendered = server.prime  # as `gpulens gpu-exporter` wires it
     server.start()
     exporter.start()
     snapshot = exporter.sampler.snapshot
@@ -232,7 +233,9 @@ def soak(minutes: float) -> dict[str, Any]:
         "rss_start_mib": round(samples[0][1], 2) if samples else None,
         "rss_end_mib": round(samples[-1][1], 2) if samples else None,
         "steady_samples": len(steady), "rss_slope_mib_per_hour": round(slope, 3),
-        "goal_mib_per_hour": GOAL_MIB_PER_HOUR, "ok": slope <= GOAL_MIB_PER_HOUR,
+        "goal_mib_per_hour": GOAL_MIB_PER_HOUR,
+        # a leak-free exporter that stopped serving or counting is no pass
+        "ok": slope <= GOAL_MIB_PER_HOUR and failures == 0 and _xid_total(last_text) == injected[0],
         "note": "a slope from a short run (a few minutes) is dominated by noise; the goal is judged on 30 minutes",
     }
 
@@ -257,11 +260,11 @@ def main(argv: list[str] | None = None) -> int:
           f"counted {result['xid_counted']:.0f}; pods attributed at the end {result['pods_attributed_at_end']}")
     print(f"  RSS {result['rss_start_mib']} -> {result['rss_end_mib']} MiB; slope after {result['warmup_s']:.0f} s "
           f"warm-up over {result['steady_samples']} samples: {result['rss_slope_mib_per_hour']:+.3f} MiB/hour "
-          f"(goal <= {GOAL_MIB_PER_HOUR:g}) {'PASS' if result['ok'] else 'MISS'}")
+          f"(goal <= {GOAL_MIB_PER_HOUR:g}); overall {'PASS' if result['ok'] else 'FAIL'}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.json}")
-    return 0
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
