@@ -1,8 +1,8 @@
 """`gpulens gpu-exporter`: wires the sampler, pod attribution, event watcher and HTTP server.
 
 Rendering happens once per sample, in the sampler thread, into both exposition formats; a scrape
-only appends the sample age to pre-rendered bytes. Scrape cost is therefore flat in the number of
-GPUs' NVML latency and in the number of concurrent scrapers.
+only appends the sample age to pre-rendered bytes. Scrape cost therefore does not depend on NVML
+latency or on how many scrapers there are.
 """
 
 from __future__ import annotations
