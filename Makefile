@@ -7,9 +7,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test test-gpu bench soak readme lint venv prometheus clean
 
+# Every extra the tests exercise. torch first, pinned: pip then keeps that CPU build instead of
+# resolving `torch>=…` for kserve's extra to a multi-GB CUDA build.
+EXTRAS ?= test,kserve,probe,modelserver,elk
+TORCH ?= torch==2.13.0
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,8 +49,8 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/ruff check gpulens exporters tests bench
-	$(BIN)/mypy gpulens exporters
+	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench
+	$(BIN)/mypy gpulens exporters probes dashboards alerts
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md

@@ -289,7 +289,7 @@ def _mig_uuids(n: int, layout: str) -> list[str]:
 
 
 def bench_attribution(requests: int, refreshes: int, logdir: Path) -> dict[str, Any]:
-    from gpulens.exporters.podresources import PodResourcesWatcher
+    from gpulens.exporters.podresources.client import PodResourcesWatcher
 
     uuids = _mig_uuids(ATTRIBUTION_GPUS, ATTRIBUTION_MIG)
     result: dict[str, Any] = {
@@ -551,8 +551,8 @@ def _worker(argv: list[str]) -> int:
         n = int(argv[1])
         from dataclasses import replace
 
-        from gpulens.config import GpuExporterConfig
-        from gpulens.exporters.gpu_exporter import GpuExporter
+        from gpulens.exporters.gpu.app import GpuExporter
+        from gpulens.exporters.gpu.config import GpuExporterConfig
         from gpulens.sim import SimulatedNVML
 
         clock = _StepClock()
@@ -564,7 +564,7 @@ def _worker(argv: list[str]) -> int:
             exporter.sampler.cycle()
     elif kind == "cpu-gpulens-sampling":  # NVML reads alone, no rendering: what nvitop's update_device does
         n = int(argv[1])
-        from gpulens.exporters.sampler import Sampler
+        from gpulens.exporters.gpu.sampler import Sampler
         from gpulens.sim import SimulatedNVML
 
         clock = _StepClock()

@@ -75,9 +75,9 @@ def _run_exporter(port: int, socket_path: str, uuids_file: str) -> int:
     """The system under test, plus the XID injector thread (it needs the sim object)."""
     import logging
 
-    from gpulens.config import GpuExporterConfig
-    from gpulens.exporters.gpu_exporter import GpuExporter
-    from gpulens.exporters.podresources import PodResourcesWatcher
+    from gpulens.exporters.gpu.app import GpuExporter
+    from gpulens.exporters.gpu.config import GpuExporterConfig
+    from gpulens.exporters.podresources.client import PodResourcesWatcher
     from gpulens.server import MetricsServer
     from gpulens.sim import SimulatedNVML
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from gpulens import __version__
-from gpulens.config import ConfigError, GpuExporterConfig, load
+from gpulens.config import ConfigError, load
 
 USAGE_ERROR = 2
 
@@ -49,35 +51,27 @@ def _flags(ns: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}
 
 
-def run_gpu_exporter(ns: argparse.Namespace) -> int:
-    cfg = load(GpuExporterConfig, ns.config, flags=_flags(ns, GpuExporterConfig))
-    # Imported after the config is known good: a typo answers fast, without loading NVML or grpc.
-    from gpulens import logs
-    from gpulens.exporters.gpu_exporter import run
-    from gpulens.sim import MODELS, parse_simulate
-    from gpulens.sim.mig import parse_layout
-    from gpulens.webconfig import WebConfigError, load_web_config
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its config dataclass and its `run(cfg) -> exit code`, as "module:attr" paths.
 
-    problems = []
-    if cfg.simulate not in ("", "auto"):
-        try:
-            model = parse_simulate(cfg.simulate)[1]
-            if cfg.simulate_mig:
-                parse_layout(cfg.simulate_mig, MODELS[model])
-        except ValueError as err:
-            problems.append(f"simulate: {err}")
-    if cfg.web_config_file:
-        try:
-            load_web_config(cfg.web_config_file)
-        except WebConfigError as err:
-            problems.append(str(err))
-    if problems:
-        raise ConfigError(problems)
-    return run(cfg, logs.setup(cfg.log_level, "gpulens-gpu-exporter"))
+    Paths, not objects, so `gpulens --help` and a flag typo never import NVML, grpc, torch or kserve.
+    """
+
+    config: str
+    help: str
+    run: str
 
 
-COMMANDS: dict[str, tuple[type, str, Callable[[argparse.Namespace], int]]] = {
-    "gpu-exporter": (GpuExporterConfig, "Export NVML GPU metrics (DaemonSet on every GPU node).", run_gpu_exporter),
+def _resolve(path: str) -> Any:
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# One line per component; each component package owns its config dataclass and its run().
+COMMANDS: dict[str, Command] = {
+    "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
+                            "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
 }
 
 
@@ -86,9 +80,9 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
     parser.add_argument("--version", action="version", version=f"gpulens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers: dict[str, _Parser] = {}
-    for name, (cls, help_text, _) in COMMANDS.items():
-        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
-        _add_config_flags(subparsers[name], cls)
+    for name, command in COMMANDS.items():
+        subparsers[name] = sub.add_parser(name, help=command.help, description=command.help)
+        _add_config_flags(subparsers[name], _resolve(command.config))
     return parser, subparsers
 
 
@@ -100,8 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     if extra:  # reported by the subcommand's parser, so the allowed flags listed are its own
         subparsers[ns.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    command = COMMANDS[ns.command]
+    cls = _resolve(command.config)
     try:
-        return COMMANDS[ns.command][2](ns)
+        cfg = load(cls, ns.config, flags=_flags(ns, cls))
+        return int(_resolve(command.run)(cfg))
     except ConfigError as err:
         for line in err.problems:
             print(f"gpulens {ns.command}: {line}", file=sys.stderr)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulens import catalogue as c
 from gpulens import docs
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
-from gpulens.exporters.podresources import Allocation
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.exporters.podresources.client import Allocation
+from gpulens.metrics import gpu as c
 from gpulens.sim import SimulatedNVML
 from tests.exporters.test_gpu_exporter import Clock, Pods
 

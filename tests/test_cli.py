@@ -70,7 +70,7 @@ def test_readme_documents_every_flag() -> None:
     import dataclasses
     from pathlib import Path
 
-    from gpulens.config import GpuExporterConfig
+    from gpulens.exporters.gpu.config import GpuExporterConfig
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for f in dataclasses.fields(GpuExporterConfig):

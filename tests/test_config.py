@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpulens.config import ConfigError, GpuExporterConfig, load
+from gpulens.config import ConfigError, load
+from gpulens.exporters.gpu.config import GpuExporterConfig
 
 
 def _problems(**kwargs) -> list[str]:

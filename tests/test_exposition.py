@@ -6,8 +6,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
 from gpulens.exposition import EOF, MetricFamily, Renderer
 from gpulens.sim import SimulatedNVML
 

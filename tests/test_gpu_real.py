@@ -10,9 +10,9 @@ import pynvml
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulens import catalogue as c
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.metrics import gpu as c
 
 pytestmark = pytest.mark.gpu
 

@@ -20,8 +20,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gpulens import catalogue, config
-from gpulens.config import GpuExporterConfig
+from gpulens import config
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.metrics import gpu as catalogue
 from gpulens.webconfig import load_web_config
 from tests.tools import require_tool
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from gpulens.exporters.podresources_pb import api_pb2, api_pb2_grpc
+from gpulens.exporters.podresources.pb import api_pb2, api_pb2_grpc
 
 # (container name, resource name, device ids), e.g. ("kserve-container", "nvidia.com/gpu", ["GPU-…"]);
 # no device ids -> a container without device-plugin resources, e.g. ("queue-proxy", "", [])

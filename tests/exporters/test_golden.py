@@ -11,8 +11,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
 from gpulens.sim import SimulatedNVML
 from tests.exporters.test_gpu_exporter import Clock
 

@@ -11,10 +11,10 @@ import pynvml
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulens import catalogue as c
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
-from gpulens.exporters.podresources import Allocation
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.exporters.podresources.client import Allocation
+from gpulens.metrics import gpu as c
 from gpulens.sim import MODELS, SimulatedNVML
 
 CFG = GpuExporterConfig(xid_events=False, pod_attribution=False, processes=True)
@@ -314,7 +314,7 @@ def test_driver_unloaded_mid_run_marks_gpus_down_then_recovers(clock: Clock) -> 
 
 def test_error_counters_refresh_on_the_slow_interval(clock: Clock) -> None:
     """ECC, remaps and replays are re-read every SLOW_SECONDS, not every cycle, and then show the increase."""
-    from gpulens.exporters.sampler import SLOW_SECONDS
+    from gpulens.exporters.gpu.sampler import SLOW_SECONDS
 
     nv = SimulatedNVML(count=1, model="h100", clock=clock)
     exporter = _exporter(nv, clock)

@@ -20,7 +20,7 @@ FALLBACKS = {"nvmlDeviceGetTemperature"}
 
 
 def _used() -> set[str]:
-    return {m for path in EXPORTERS.glob("*.py") for m in NAME.findall(path.read_text())}
+    return {m for path in EXPORTERS.rglob("*.py") for m in NAME.findall(path.read_text())}
 
 
 def test_every_name_used_exists_in_real_pynvml() -> None:

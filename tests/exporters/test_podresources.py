@@ -13,7 +13,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gpulens.exporters.podresources import Allocation, PodResourcesWatcher
+from gpulens.exporters.podresources.client import Allocation, PodResourcesWatcher
 from gpulens.sim.kubelet import FakeKubelet, PodSpec
 
 GPU = "nvidia.com/gpu"

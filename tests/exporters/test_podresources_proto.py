@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpulens.exporters.podresources_pb import api_pb2
-from gpulens.exporters.podresources_pb.generate import HERE, OUTPUTS, generate
+from gpulens.exporters.podresources.pb import api_pb2
+from gpulens.exporters.podresources.pb.generate import HERE, OUTPUTS, generate
 
 
 def test_checked_in_stubs_match_a_fresh_generation(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpulens import catalogue as c
+from gpulens.metrics import gpu as c
 from gpulens.sim import SimulatedNVML
 from gpulens.sim.kubelet import FakeKubelet, PodSpec
 from tests.prometheus_server import Prometheus, free_port

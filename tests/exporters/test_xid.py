@@ -8,10 +8,10 @@ import time
 
 from prometheus_client.exposition import generate_latest
 
-from gpulens import catalogue as c
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters.gpu_exporter import GpuExporter
-from gpulens.exporters.podresources import Allocation
+from gpulens.exporters.gpu.app import GpuExporter
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.exporters.podresources.client import Allocation
+from gpulens.metrics import gpu as c
 from gpulens.sim import SimulatedNVML
 
 CFG = GpuExporterConfig(xid_events=True, pod_attribution=False, interval_seconds=0.05)

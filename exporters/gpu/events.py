@@ -19,10 +19,10 @@ from typing import Any
 import pynvml
 from prometheus_client.core import Metric
 
-from gpulens import catalogue as c
-from gpulens.exporters.gpu import Attribution, pod_labels
-from gpulens.exporters.nvml import address, error_name
+from gpulens.exporters.gpu.collectors import Attribution, pod_labels
+from gpulens.exporters.gpu.nvml import address, error_name
 from gpulens.logs import StateLog
+from gpulens.metrics import gpu as c
 
 EVENT_TYPES = {
     pynvml.nvmlEventTypeXidCriticalError: "xid",

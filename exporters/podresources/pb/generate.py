@@ -1,8 +1,8 @@
-"""Regenerate the PodResources stubs from api.proto: `python exporters/podresources_pb/generate.py`.
+"""Regenerate the PodResources stubs from api.proto: `python exporters/podresources/pb/generate.py`.
 
 protoc names the module it imports after the .proto's path under the include root, so the proto is
-staged at gpulens/exporters/podresources_pb/api.proto: the gRPC stub then imports
-`gpulens.exporters.podresources_pb.api_pb2` and needs no post-processing. The drift test calls
+staged at gpulens/exporters/podresources/pb/api.proto: the gRPC stub then imports
+`gpulens.exporters.podresources.pb.api_pb2` and needs no post-processing. The drift test calls
 `generate()` into a temp dir and compares bytes with the checked-in files.
 """
 
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PACKAGE = Path("gpulens", "exporters", "podresources_pb")
+PACKAGE = Path("gpulens", "exporters", "podresources", "pb")
 OUTPUTS = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py")
 
 

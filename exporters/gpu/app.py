@@ -21,14 +21,16 @@ from typing import Any
 import pynvml
 from prometheus_client.core import Metric
 
-from gpulens import catalogue as c
-from gpulens.config import GpuExporterConfig
-from gpulens.exporters import dcgm, gpu, health
-from gpulens.exporters.podresources import PodResourcesWatcher
-from gpulens.exporters.sampler import Sampler, Snapshot
-from gpulens.exporters.xid import EventWatcher
+from gpulens.config import ConfigError
+from gpulens.exporters.gpu import collectors as gpu
+from gpulens.exporters.gpu import dcgm, health
+from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.exporters.gpu.events import EventWatcher
+from gpulens.exporters.gpu.sampler import Sampler, Snapshot
+from gpulens.exporters.podresources.client import PodResourcesWatcher
 from gpulens.exposition import EOF, Renderer
 from gpulens.logs import StateLog
+from gpulens.metrics import gpu as c
 from gpulens.server import MetricsServer
 from gpulens.sim import SimulatedNVML, parse_simulate
 from gpulens.sim.kubelet import FakeKubelet, demo_pods
@@ -202,3 +204,28 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     if kubelet is not None:
         kubelet.stop()
     return 0
+
+
+def main(cfg: GpuExporterConfig) -> int:
+    """`gpulens gpu-exporter`: check what the config names exists, then run; ConfigError → exit 2."""
+    from gpulens import logs
+    from gpulens.sim import MODELS, parse_simulate
+    from gpulens.sim.mig import parse_layout
+    from gpulens.webconfig import WebConfigError, load_web_config
+
+    problems = []
+    if cfg.simulate not in ("", "auto"):
+        try:
+            model = parse_simulate(cfg.simulate)[1]
+            if cfg.simulate_mig:
+                parse_layout(cfg.simulate_mig, MODELS[model])
+        except ValueError as err:
+            problems.append(f"simulate: {err}")
+    if cfg.web_config_file:
+        try:
+            load_web_config(cfg.web_config_file)
+        except WebConfigError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(problems)
+    return run(cfg, logs.setup(cfg.log_level, "gpulens-gpu-exporter"))

@@ -20,9 +20,9 @@ from types import MappingProxyType
 import grpc
 from prometheus_client.core import Metric
 
-from gpulens import catalogue
-from gpulens.exporters.podresources_pb import api_pb2, api_pb2_grpc
+from gpulens.exporters.podresources.pb import api_pb2, api_pb2_grpc
 from gpulens.logs import StateLog
+from gpulens.metrics import gpu as catalogue
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 # `nvidia.com/gpu` also matches `nvidia.com/gpu.shared`, the device plugin's time-slicing resource

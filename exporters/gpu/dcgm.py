@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import Metric
 
-from gpulens import catalogue as c
-from gpulens.exporters.gpu import Attribution, pod_labels
-from gpulens.exporters.sampler import Snapshot
+from gpulens.exporters.gpu.collectors import Attribution, pod_labels
+from gpulens.exporters.gpu.sampler import Snapshot
+from gpulens.metrics import gpu as c
 
 MIB = 1024 * 1024
 

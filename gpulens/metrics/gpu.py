@@ -1,53 +1,14 @@
-"""Every metric family gpulens exports: the one place a metric name is spelled.
+"""The GPU exporter's families (NVML, MIG, GPM, events, pod attribution, self-health, DCGM names).
 
-Exporters, dashboards, alert rules, the README table and the tests import these objects, so a
-rename cannot leave a dashboard or an alert querying nothing. Each help text names its upstream
-source (the NVML call or field) so a series can be traced back to where it came from.
+Each help text names its upstream source (the NVML call or field) so a series can be traced back
+to where it came from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from gpulens.metrics.family import GPU, GPU_POD, MIG, POD, Family
 
-from prometheus_client.core import HistogramMetricFamily
-
-from gpulens.exposition import MetricFamily
-
-Kind = Literal["gauge", "counter", "histogram"]
-
-GPU = ("gpu", "uuid")
-POD = ("namespace", "pod", "container")
-GPU_POD = GPU + POD
-MIG = ("gpu", "uuid", "gpu_instance_id", "compute_instance_id", "mig_profile") + POD
-
-
-@dataclass(frozen=True)
-class Family:
-    """One metric family: its full exposition name, type, help, label names and NVML source."""
-
-    name: str
-    kind: Kind
-    help: str
-    labels: tuple[str, ...] = ()
-    source: str = ""  # the NVML function the value comes from; `make test-gpu` checks it
-    subsystem: str = "gpu"
-
-    @property
-    def unit(self) -> str:
-        """The base unit, read off the name (Prometheus convention: the unit is a suffix)."""
-        base = self.name.removesuffix("_total")
-        for unit in ("bytes", "seconds", "celsius", "watts", "joules", "hertz", "ratio"):
-            if base.endswith("_" + unit) or "_" + unit + "_" in base:
-                return unit
-        return ""
-
-    def new(self, extra_labels: tuple[str, ...] = ()) -> Any:
-        """A fresh, empty family ready for `add_metric`; built per render so nothing lingers."""
-        labels = list(self.labels + extra_labels)
-        if self.kind == "histogram":
-            return HistogramMetricFamily(self.name, self.help, labels=labels)
-        return MetricFamily(self.name, self.kind, self.help, labels)
+__all__ = ["GPU", "GPU_POD", "MIG", "POD", "Family", "families"]
 
 
 def _g(name: str, help: str, labels: tuple[str, ...] = GPU_POD, source: str = "", sub: str = "gpu") -> Family:

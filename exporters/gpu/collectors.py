@@ -14,9 +14,9 @@ from typing import Protocol
 
 from prometheus_client.core import Metric
 
-from gpulens import catalogue as c
-from gpulens.exporters.nvml import CLOCK_EVENT_REASONS, GpuReading
-from gpulens.exporters.sampler import Snapshot
+from gpulens.exporters.gpu.nvml import CLOCK_EVENT_REASONS, GpuReading
+from gpulens.exporters.gpu.sampler import Snapshot
+from gpulens.metrics import gpu as c
 
 
 class Holder(Protocol):

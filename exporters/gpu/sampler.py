@@ -18,9 +18,9 @@ from typing import Any
 
 import pynvml
 
-from gpulens.exporters.gpm import GpmReader
-from gpulens.exporters.mig import MigReader
-from gpulens.exporters.nvml import (
+from gpulens.exporters.gpu.gpm import GpmReader
+from gpulens.exporters.gpu.mig import MigReader
+from gpulens.exporters.gpu.nvml import (
     Caller,
     GpuLost,
     GpuReading,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pynvml
 
-from gpulens.exporters.nvml import Caller, MigReading
+from gpulens.exporters.gpu.nvml import Caller, MigReading
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import Metric
 
 from gpulens import __version__
-from gpulens import catalogue as c
-from gpulens.exporters.sampler import DURATION_BUCKETS, Snapshot
+from gpulens.exporters.gpu.sampler import DURATION_BUCKETS, Snapshot
+from gpulens.metrics import gpu as c
 
 
 def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str, bool]) -> Iterator[Metric]:

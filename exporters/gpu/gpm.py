@@ -13,7 +13,7 @@ from typing import Any
 
 import pynvml
 
-from gpulens.exporters.nvml import Caller, GpuLost, error_name
+from gpulens.exporters.gpu.nvml import Caller, GpuLost, error_name
 
 MIN_WINDOW_SECONDS = 0.1
 MIB = 1024 * 1024

@@ -1,0 +1,28 @@
+"""The metric catalogue: every family gpulens exports, one module per component.
+
+Exporters, dashboards, alert rules, the README table and the tests import these objects, so a
+rename cannot leave a dashboard or an alert querying nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from gpulens.metrics.family import Family
+
+# One module per component; each defines its families as module-level `Family` constants.
+COMPONENTS = ("gpu", "kserve", "probe", "canary", "logship", "pod")
+
+
+def module(component: str) -> ModuleType:
+    return importlib.import_module(f"gpulens.metrics.{component}")
+
+
+def families(component: str | None = None) -> list[Family]:
+    """Every family of one component (or of all), in definition order."""
+    names = COMPONENTS if component is None else (component,)
+    return [v for name in names for v in vars(module(name)).values() if isinstance(v, Family)]
+
+
+__all__ = ["COMPONENTS", "Family", "families", "module"]
