@@ -102,7 +102,8 @@ def render(scrape: Scrape, gpu_families: int) -> str:
     """The README block: per-node measurement, the fleet table, and the XID-storm bulk sizing."""
     lines = [
         f"Measured by `make scaling` (k8s/scaling.py): one node with {GPUS_PER_NODE} simulated H100s, default flags, "
-        f"{gpu_families} GPU families in the catalogue → **{scrape.series} series** per node, "
+        f"{gpu_families} gpulens GPU families in the catalogue → **{scrape.series} series** per node "
+        f"({scrape.series / GPUS_PER_NODE:.0f} per GPU, self-metrics included), "
         f"{_bytes(scrape.text_bytes)} per scrape as text, {_bytes(scrape.gzip_bytes)} gzipped "
         "(Prometheus asks for gzip).",
         "",
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, help="rewrite the scaling block of this README")
     args = parser.parse_args(argv)
-    block = render(measure(), len(families("gpu")))
+    block = render(measure(), sum(1 for f in families("gpu") if f.name.startswith("gpulens_")))
     if args.readme:
         rewrite_readme(args.readme, block)
     else:

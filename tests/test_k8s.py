@@ -17,6 +17,7 @@ import posixpath
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -309,20 +310,21 @@ def _kserve_problems(value: Any, model: str, path: str = "") -> Iterator[str]:
     import kserve
     import kubernetes.client
 
-    if model.startswith("list["):
+    listed = re.fullmatch(r"(?:list|List)\[(.+)\]", model)
+    if listed:
         if not isinstance(value, list):
             yield f"{path}: expected a list"
             return
         for i, item in enumerate(value):
-            yield from _kserve_problems(item, model[5:-1], f"{path}[{i}]")
+            yield from _kserve_problems(item, listed.group(1), f"{path}[{i}]")
         return
-    if model.startswith("dict("):
+    mapped = re.fullmatch(r"(?:dict\(|Dict\[)str, (.+)[)\]]", model)
+    if mapped:
         if not isinstance(value, dict):
             yield f"{path}: expected a mapping"
             return
-        inner = model[5:-1].split(", ", 1)[1]
         for key, item in value.items():
-            yield from _kserve_problems(item, inner, f"{path}.{key}")
+            yield from _kserve_problems(item, mapped.group(1), f"{path}.{key}")
         return
     scalars = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object, "datetime": str}
     if model in scalars:
@@ -456,6 +458,21 @@ def test_every_gpulens_invocation_loads_as_config(builds: dict[str, list[dict[st
         values = {k: v for k, v in values.items() if "$" not in v}  # shell variables, checked below
         env = {k: v for k, v in inv.env.items() if k.startswith(config.ENV_PREFIX)}
         config.load(cls, env=env, flags=values)
+
+
+def test_probe_config_file_loads(base: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The ConfigMap the probe reads with --config is a valid config file for `gpulens probe`."""
+    (container,) = _one(base, "Deployment", "gpulens-probe")["spec"]["template"]["spec"]["containers"]
+    (inv,) = _invocations("probe", container)
+    path = Path(inv.flags["--config"])
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    volume = next(v for v in _one(base, "Deployment", "gpulens-probe")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == mount["name"])
+    text = _one(base, "ConfigMap", volume["configMap"]["name"])["data"][path.name]
+    assert yaml.safe_load(text)["targets"]
+    cls = _require_config("probe")
+    (tmp_path / path.name).write_text(text)
+    config.load(cls, file=str(tmp_path / path.name), env={}, flags={})
 
 
 def _all_configs() -> dict[str, type]:
@@ -771,14 +788,15 @@ def test_every_metric_a_query_reads_exists(builds: dict[str, list[dict[str, Any]
     known = {f.name for f in families()}
     known |= {f.name.removesuffix("_total") for f in families()}
     records = _recording_rules([d for docs in builds.values() for d in docs])
-    words = re.compile(r"(?<![\w:\"'])([a-zA-Z_:][\w:]*)\s*(?=\{|\[|\)|$)")
-    promql = {"by", "sum", "max", "min", "avg", "count", "rate", "increase", "or", "and", "unless", "on", "without"}
+    grouping = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)|\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"")
+    names = re.compile(r"[a-zA-Z_:][\w:]*(?![\w:]|\s*\()")  # not a function call
+    promql = {"or", "and", "unless", "bool", "offset"}
     for where, query in _queries(builds).items():
-        for name in words.findall(query):
+        for name in names.findall(grouping.sub(" ", query)):
             if name in promql:
                 continue
             if ":" in name:
-                if name == "gpulens:inference_requests:rate5m" and not records:
+                if name == "gpulens:inference_requests:rate5m" and not list((ROOT / "alerts" / "rules").glob("*.yaml")):
                     continue  # alerts/rules/ not generated on this branch yet; checked once it is
                 assert name in records, f"{where}: recording rule {name} is not in any PrometheusRule we ship"
             else:
@@ -886,3 +904,35 @@ def test_web_config_example_is_a_valid_web_config(tmp_path: Path) -> None:
     assert list(web.basic_auth_users) == ["prometheus"]
     daemonset_text = (K8S / "base" / "gpu-exporter" / "daemonset.yaml").read_text()
     assert secret["metadata"]["name"] in daemonset_text  # the mount instructions name this Secret
+
+
+# ------------------------------------------------------------------------------------------- scaling
+
+
+def _scaling() -> Any:
+    spec = importlib.util.spec_from_file_location("k8s_scaling", K8S / "scaling.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["k8s_scaling"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_figures_scale_the_measured_node() -> None:
+    scaling = _scaling()
+    assert scaling.parse_scrape(b"# HELP a x\n# TYPE a gauge\na 1\nb{x=\"1\"} 2\n\n") == 2
+    block = scaling.render(scaling.Scrape(series=600, text_bytes=90_000, gzip_bytes=6_000), 50)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in block.splitlines() if re.match(r"\| [\d,]+ \|", line)}
+    assert rows["10"][:3] == ["6 k", "400", "200"]
+    assert rows["10,000"][:3] == ["6 M", "400 k", "200 k"] and rows["10,000"][-1] == "3"  # 6 M / 2 M per Prometheus
+    assert rows["1,000"][3] == "391 KiB/s"  # 6 000 B x 1 000 / 15 s
+
+
+def test_readme_scaling_block_matches_a_live_scrape() -> None:
+    """The README's series count is what `gpulens gpu-exporter --simulate 8` serves now (`make scaling`)."""
+    scaling = _scaling()
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(scaling.BEGIN):readme.index(scaling.END)]
+    (documented,) = re.findall(r"\*\*(\d+) series\*\* per node", block)
+    assert int(documented) == scaling.measure().series, "README scaling figures are stale: run `make scaling`"
