@@ -9,6 +9,7 @@
 # into the final one, so pip's caches and any build tooling stay behind. No compiler is installed in either
 # stage: every dependency ships manylinux wheels.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# checkov:skip=CKV_DOCKER_7:the base image is the ARG above, pinned to a version tag (checkov cannot resolve ARGs)
 
 FROM ${PYTHON_IMAGE} AS build
 # Optional extras from pyproject.toml: kserve (Kubernetes client), probe (OpenTelemetry), elk (Elasticsearch
