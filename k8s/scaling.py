@@ -98,6 +98,43 @@ def _bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
+def xid_log_limit() -> tuple[int | None, float]:
+    """The GPU exporter's per-node XID log-line limit (burst per window), or None on a branch without it."""
+    try:
+        from gpulens.exporters.gpu import events
+    except ImportError:
+        return None, 60.0
+    return getattr(events, "XID_LOG_BURST", None), float(getattr(events, "XID_LOG_WINDOW_SECONDS", 60.0))
+
+
+def storm_lines(burst: int | None, window: float, flush_seconds: tuple[float, ...] = (1.0, 10.0)) -> list[str]:
+    """Events/s and bulk requests/s into Elasticsearch when every GPU of the largest fleet raises an XID per second."""
+    nodes, gpus = NODES[-1], NODES[-1] * GPUS_PER_NODE
+    raw = float(gpus)  # events/s if every XID became a log event
+    lines = [f"XID storm: {nodes:,} nodes × {GPUS_PER_NODE} GPUs each raising one XID per second is {_si(raw)} XIDs/s. "
+             f"Each is counted exactly in `gpulens_gpu_xid_errors_total`."]
+    if burst is None:
+        per_bulk = BULK_BYTES // XID_EVENT_BYTES
+        lines[0] += (f" As ECS events ({XID_EVENT_BYTES} B each) that is {_bytes(raw * XID_EVENT_BYTES)}/s; at 5 MiB bulk "
+                     f"requests, ~{per_bulk:,} events and ~{_si(raw / per_bulk)} requests/s across the fleet.")
+        return lines
+    per_node = (burst + 1) / window  # the burst, then one "N more suppressed" summary line per window
+    events = per_node * nodes
+    lines[0] += (f" The exporter logs at most {burst} XID events per {window:.0f} s per node plus one summary line "
+                 f"(\"N more suppressed\"), so Elasticsearch receives at most {_si(events)} events/s "
+                 f"({_bytes(events * XID_EVENT_BYTES)}/s of ECS JSON at {XID_EVENT_BYTES} B per event).")
+    for flush in flush_seconds:
+        # One shipper per node sends a bulk request per flush interval while events arrive.
+        requests = nodes * min(1.0 / flush, per_node)
+        per_request = max(1.0, per_node * flush)
+        lines.append(f"- shipper `--flush-interval-seconds={flush:g}`: ≤ {_si(requests)} bulk requests/s fleet-wide, "
+                     f"~{per_request:.0f} event{'s' if round(per_request) != 1 else ''} each")
+    lines.append("Thousands of tiny bulk requests per second load Elasticsearch more than the bytes do: at this size raise "
+                 "the flush interval (the spool absorbs the delay) or ship through a central buffer (Kafka, Logstash) "
+                 "that batches to 5–15 MB requests.")
+    return lines
+
+
 def render(scrape: Scrape, gpu_families: int) -> str:
     """The README block: per-node measurement, the fleet table, and the XID-storm bulk sizing."""
     lines = [
@@ -119,15 +156,7 @@ def render(scrape: Scrape, gpu_families: int) -> str:
             f"| {nodes:,} | {_si(series)} | {_si(per_interval[0])} | {_si(per_interval[1])} "
             f"| {_bytes(scrape.gzip_bytes * nodes / INTERVALS[0])}/s | {_bytes(series * BYTES_PER_SERIES)} | {shards} |"
         )
-    storm = NODES[-1] * GPUS_PER_NODE  # every GPU of the largest fleet raising one XID per second
-    per_bulk = BULK_BYTES // XID_EVENT_BYTES
-    lines += [
-        "",
-        f"XID storm: {NODES[-1]:,} nodes × {GPUS_PER_NODE} GPUs each raising one XID per second is "
-        f"{_si(storm)} events/s, {_bytes(storm * XID_EVENT_BYTES)}/s of ECS JSON ({XID_EVENT_BYTES} B per event). "
-        f"At the shipper's 5 MiB bulk requests that is ~{per_bulk:,} events per request and "
-        f"~{_si(storm / per_bulk)} bulk requests/s across the fleet.",
-    ]
+    lines += ["", *storm_lines(*xid_log_limit())]
     return "\n".join(lines) + "\n"
 
 

@@ -930,6 +930,12 @@ def test_scaling_figures_scale_the_measured_node() -> None:
     assert rows["10"][:3] == ["6 k", "400", "200"]
     assert rows["10,000"][:3] == ["6 M", "400 k", "200 k"] and rows["10,000"][-1] == "3"  # 6 M / 2 M per Prometheus
     assert rows["1,000"][3] == "391 KiB/s"  # 6 000 B x 1 000 / 15 s
+    # XID storm: 10 000 nodes, each exporter logging 20 events per minute plus one summary line.
+    storm = "\n".join(scaling.storm_lines(20, 60.0))
+    assert "80 k XIDs/s" in storm and "at most 3.5 k events/s" in storm
+    assert "≤ 3.5 k bulk requests/s" in storm and "≤ 1 k bulk requests/s" in storm  # flush every 1 s vs 10 s
+    burst, window = scaling.xid_log_limit()
+    assert burst is None or burst > 0 and window > 0
 
 
 def test_readme_scaling_block_matches_a_live_scrape() -> None:
