@@ -58,7 +58,7 @@ def _live_names(**sim) -> set[str]:
     nv.nvmlInit()
     uuid = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(0))
     pods = Pods({uuid: (Allocation("models", "llama-0", "kserve-container", "nvidia.com/gpu"),)})
-    cfg = GpuExporterConfig(compat="dcgm", processes=True, xid_events=True)
+    cfg = GpuExporterConfig(compat="dcgm", processes=True, xid_events=True, nvlink_per_link=True)
     exporter = GpuExporter(cfg, nv, "simulated", pods=pods, clock=clock)  # type: ignore[arg-type]
     exporter.sampler.cycle()
     assert exporter.events is not None and exporter.events.register()

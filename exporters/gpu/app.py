@@ -83,7 +83,7 @@ class GpuExporter:
 
     def _collectors(self, snapshot: Snapshot) -> dict[str, Callable[[], Iterable[Metric]]]:
         attribution = self.attribution()
-        out: dict[str, Callable[[], Iterable[Metric]]] = {"gpu": lambda: gpu.collect(snapshot, attribution)}
+        out: dict[str, Callable[[], Iterable[Metric]]] = {"gpu": lambda: gpu.collect(snapshot, attribution, self.cfg.nvlink_per_link)}
         if self.events is not None:
             out["events"] = self.events.collect
         if self.pods is not None:
@@ -97,8 +97,10 @@ class GpuExporter:
         """Render every collector into both formats; one that raises is reported, the rest still export."""
         families: list[Metric] = []
         success = {}
+        durations = {}
         for name, collect in self._collectors(snapshot).items():
             state = self._collector_logs.setdefault(name, StateLog(self._log, f"collector-{name}"))
+            started = time.perf_counter()
             try:
                 families.extend(collect())
                 success[name] = True
@@ -106,7 +108,8 @@ class GpuExporter:
             except Exception as err:  # a bug in one collector must not blank the others
                 success[name] = False
                 state.failed(type(err).__name__, f"collector {name} failed: {err!r}")
-        families.extend(health.collect(snapshot, self._source, success))
+            durations[name] = time.perf_counter() - started
+        families.extend(health.collect(snapshot, self._source, success, durations))
         # A family with no samples (NotSupported everywhere) is left out rather than exposed empty.
         rendered = self._renderer.render(f for f in families if f.samples)
         with self._render_lock:

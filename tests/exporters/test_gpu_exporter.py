@@ -82,7 +82,7 @@ def clock() -> Clock:
 def test_h100_exports_every_supported_family(clock: Clock) -> None:
     nv = SimulatedNVML(count=2, model="h100", clock=clock)
     nv.set_processes(0, [(4242, 2 * 1024**3)])
-    exporter = _exporter(nv, clock)
+    exporter = _exporter(nv, clock, replace(CFG, nvlink_per_link=True))
     _cycles(exporter, clock)
     samples = _families(exporter)
     # H100 is passively cooled and retires rows instead of pages: those two are absent, never 0.
@@ -398,3 +398,21 @@ def test_mig_layout_change_is_picked_up_next_cycle(clock: Clock) -> None:
     _cycles(exporter, clock, 2)
     profiles = sorted(x.labels["mig_profile"] for x in _families(exporter)[c.MIG_INFO.name])
     assert profiles == ["2g.20gb", "2g.20gb", "3g.40gb"]
+
+
+def test_nvlink_defaults_to_per_gpu_totals(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.nvmlInit()
+    nv.add_nvlink_errors(0, 3, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 2)
+    nv.add_nvlink_errors(0, 5, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 3)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock)
+    s = _families(exporter)
+    assert _value(s, c.NVLINK_LINKS.name, gpu="0") == 18 == _value(s, c.NVLINK_LINKS_UP.name, gpu="0")
+    assert _value(s, c.NVLINK_ERRORS.name, gpu="0", type="replay") == 5
+    assert c.NVLINK_UP.name not in s and c.NVLINK_LINK_TX.name not in s
+    per_link = _exporter(nv, clock, replace(CFG, nvlink_per_link=True))
+    _cycles(per_link, clock)
+    p = _families(per_link)
+    assert sum(x.value for x in p[c.NVLINK_LINK_TX.name]) == _value(p, c.NVLINK_TX.name, gpu="0")
+    assert _value(p, c.NVLINK_LINK_ERRORS.name, gpu="0", link="5", type="replay") == 3
