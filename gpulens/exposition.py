@@ -100,15 +100,26 @@ class Renderer:
     def __init__(self) -> None:
         self._headers: dict[tuple[str, str, str, str], tuple[str, str]] = {}
         self._prefixes: dict[tuple[str, tuple[Any, ...]], str] = {}
+        self._next: dict[tuple[str, tuple[Any, ...]], str] = {}
 
-    def render(self, families: Iterable[Metric | MetricFamily]) -> tuple[bytes, bytes]:
+    def render(self, families: Iterable[Metric | MetricFamily | ExpositionFamily]) -> tuple[bytes, bytes]:
         """(text 0.0.4, OpenMetrics without the final `# EOF`) for the same families.
 
         Raises (ValueError) on a malformed family, e.g. a row with the wrong number of label values.
         """
+        out = self.render_group(families)
+        self.commit()
+        return out
+
+    def commit(self) -> None:
+        """End a render made of several render_group() calls: the cache keeps only series seen since the last commit."""
+        self._prefixes, self._next = self._next, {}
+
+    def render_group(self, families: Iterable[Metric | MetricFamily | ExpositionFamily]) -> tuple[bytes, bytes]:
+        """Like render(), for one part of a render (one collector); a part that raises leaves the others intact."""
         text: list[str] = []
         om: list[str] = []
-        prefixes: dict[tuple[str, tuple[Any, ...]], str] = {}
+        prefixes = self._next
         for family in families:
             if isinstance(family, MetricFamily) and family.fast:
                 text_header, om_header = self._header(family)
@@ -116,10 +127,9 @@ class Renderer:
                 text.append(text_header + body)
                 om.append(om_header + body)
             else:
-                metric = family.to_metric() if isinstance(family, MetricFamily) else family
+                metric = family.to_metric() if isinstance(family, MetricFamily) else cast(Metric, family)
                 text.append(generate_latest(_One(metric)).decode())  # type: ignore[arg-type]
                 om.append(generate_openmetrics(_One(metric)).decode().removesuffix(EOF.decode()))  # type: ignore[arg-type]
-        self._prefixes = prefixes  # keep only live series: vanished pods do not grow the cache
         return "".join(text).encode(), "".join(om).encode()
 
     def _rows(self, family: MetricFamily, prefixes: dict[tuple[str, tuple[Any, ...]], str]) -> str:

@@ -839,6 +839,10 @@ class SimulatedNVML:
                 setattr(module, name, _not_simulated(name))
         return module
 
+    def devices(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """(GPU uuid, [(MIG uuid, profile), …]) per GPU, for demo pods (no NVML call, no init needed)."""
+        return [(gpu.uuid, [(i.uuid, i.profile.name) for i in gpu.instances.values()]) for gpu in self._gpus]
+
     # ---- fault injection and scenario control --------------------------------------------------
 
     def fail_init(self, code: int | None = pynvml.NVML_ERROR_DRIVER_NOT_LOADED) -> None:

@@ -190,7 +190,7 @@ def test_hung_nvml_call_stalls_only_the_sampler() -> None:
     release = threading.Event()
     exporter.start()
     try:
-        assert exporter.ready() == (True, "ok")
+        _wait(lambda: exporter.ready() == (True, "ok"))
         nv.hang("nvmlDeviceGetPowerUsage", release)
         time.sleep(0.5)
         started = time.monotonic()
@@ -202,11 +202,69 @@ def test_hung_nvml_call_stalls_only_the_sampler() -> None:
         ready, reason = exporter.ready()
         assert not ready and "stalled" in reason
         release.set()
-        time.sleep(0.3)
-        assert exporter.ready() == (True, "ok")
+        _wait(lambda: exporter.ready() == (True, "ok"))
     finally:
         release.set()
         exporter.stop()
+
+
+def _wait(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_hang_before_the_first_sample_is_visible(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100")
+    release = threading.Event()
+    nv.hang("nvmlInit", release)
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05, xid_events=True), nv, "simulated", clock=clock)
+    exporter.start()
+    try:
+        clock.tick(30)
+        s = _families(exporter)
+        assert _value(s, c.NVML_UP.name) == 0.0  # present from the first scrape
+        assert _value(s, c.SAMPLE_AGE.name) >= 30  # counted from start, not a fresh 0
+        ready, reason = exporter.ready()
+        assert not ready and "no sample yet" in reason
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_xids_are_published_while_nvml_hangs() -> None:
+    nv = SimulatedNVML(count=2, model="h100")
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05, xid_events=True), nv, "simulated")
+    release = threading.Event()
+    exporter.start()
+    try:
+        _wait(lambda: exporter.ready() == (True, "ok") and exporter.events is not None and exporter.events.up)
+        nv.hang("nvmlDeviceGetPowerUsage", release)
+        time.sleep(0.2)
+        nv.inject_xid(1, 79)
+        _wait(lambda: any(x.value == 1 for x in _families(exporter).get(c.XID_ERRORS.name, [])))
+        assert not exporter.ready()[0]  # the sampler is still stuck: the XID is what explains it
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_render_failure_is_not_served_as_fresh(clock: Clock) -> None:
+    class Broken(Pods):
+        def collect(self):
+            family = c.PODRES_UP.new()
+            family.add_metric(["unexpected-label-value"], 1.0)  # wrong label count: fails while rendering
+            return iter([family])
+
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock, pods=Broken())
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert _value(s, c.COLLECTOR_SUCCESS.name, collector="podresources") == 0.0
+    assert c.POWER.name in s and c.PODRES_UP.name not in s
+    ready, reason = exporter.ready()
+    assert not ready and "podresources" in reason
 
 
 def test_collector_failure_is_a_metric_not_an_outage(clock: Clock) -> None:
