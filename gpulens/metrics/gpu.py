@@ -238,6 +238,8 @@ def _dcgm(name: str, help: str) -> Family:
 
 
 DCGM_GPU_UTIL = _dcgm("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).")
+DCGM_ENC_UTIL = _dcgm("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).")
+DCGM_DEC_UTIL = _dcgm("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).")
 DCGM_MEM_COPY_UTIL = _dcgm("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).")
 DCGM_FB_USED = _dcgm("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).")
 DCGM_FB_FREE = _dcgm("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).")
@@ -252,6 +254,19 @@ DCGM_XID = _dcgm("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encounte
 DCGM_UNC_REMAP = _dcgm("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for uncorrectable errors.")
 DCGM_COR_REMAP = _dcgm("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for correctable errors.")
 DCGM_REMAP_FAILURE = _dcgm("DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.")
+# DCGM profiling fields, from NVML GPM where it measures the same quantity (Hopper+; per GPU and MIG instance).
+DCGM_PROF_GR_ENGINE = _dcgm("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active.")
+DCGM_PROF_SM_ACTIVE = _dcgm("DCGM_FI_PROF_SM_ACTIVE", "The ratio of cycles an SM has at least 1 warp assigned.")
+DCGM_PROF_SM_OCCUPANCY = _dcgm("DCGM_FI_PROF_SM_OCCUPANCY", "The ratio of number of warps resident on an SM.")
+DCGM_PROF_TENSOR = _dcgm("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "Ratio of cycles the tensor (HMMA) pipe is active.")
+DCGM_PROF_DRAM = _dcgm("DCGM_FI_PROF_DRAM_ACTIVE", "Ratio of cycles the device memory interface is active sending or receiving data.")
+DCGM_PROF_FP64 = _dcgm("DCGM_FI_PROF_PIPE_FP64_ACTIVE", "Ratio of cycles the fp64 pipes are active.")
+DCGM_PROF_FP32 = _dcgm("DCGM_FI_PROF_PIPE_FP32_ACTIVE", "Ratio of cycles the fp32 pipes are active.")
+DCGM_PROF_FP16 = _dcgm("DCGM_FI_PROF_PIPE_FP16_ACTIVE", "Ratio of cycles the fp16 pipes are active.")
+DCGM_PROF_PCIE_TX = _dcgm("DCGM_FI_PROF_PCIE_TX_BYTES", "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.")
+DCGM_PROF_PCIE_RX = _dcgm("DCGM_FI_PROF_PCIE_RX_BYTES", "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.")
+DCGM_PROF_NVLINK_TX = _dcgm("DCGM_FI_PROF_NVLINK_TX_BYTES", "The rate of data transmitted over NVLink, not including protocol headers, in bytes per second.")
+DCGM_PROF_NVLINK_RX = _dcgm("DCGM_FI_PROF_NVLINK_RX_BYTES", "The rate of data received over NVLink, not including protocol headers, in bytes per second.")
 
 
 def families() -> list[Family]:

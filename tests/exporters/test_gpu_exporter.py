@@ -345,7 +345,7 @@ def test_promtool_dcgm_compat_only_flags_dcgm_label_style(clock: Clock, promtool
     _cycles(exporter, clock, 3)
     _, problems = _promtool_lint(promtool, exporter.render(False))
     assert problems, "expected promtool to notice DCGM's label style"
-    assert all(p.startswith("DCGM_FI_DEV_") for p in problems), problems
+    assert all(p.startswith("DCGM_FI_") for p in problems), problems
     assert any("snake_case" in p for p in problems)
 
 
@@ -474,3 +474,29 @@ def test_nvlink_defaults_to_per_gpu_totals(clock: Clock) -> None:
     p = _families(per_link)
     assert sum(x.value for x in p[c.NVLINK_LINK_TX.name]) == _value(p, c.NVLINK_TX.name, gpu="0")
     assert _value(p, c.NVLINK_LINK_ERRORS.name, gpu="0", link="5", type="replay") == 3
+
+
+def test_dcgm_names_carry_nvml_integers_and_gpm_profiling(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.nvmlInit()
+    nv.set_load(0, 0.07)
+    exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
+    _cycles(exporter, clock)
+    text = exporter.render(False).decode()
+    assert 'DCGM_FI_DEV_GPU_UTIL{' in text and "} 7.0\n" in text.split("DCGM_FI_DEV_GPU_UTIL{", 1)[1][:400]
+    assert "000000000" not in "".join(line for line in text.splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL"))
+    s = _families(exporter)
+    assert _value(s, c.DCGM_ENC_UTIL.name, gpu="0") == 0.0
+    assert 0 < _value(s, c.DCGM_PROF_TENSOR.name, gpu="0") < 1  # dashboard 12239's tensor panel has data
+    mig = SimulatedNVML(count=1, model="a100-40gb", mig="7x1g.5gb", clock=clock)
+    m = _families(_run_dcgm(mig, clock))
+    assert c.DCGM_GPU_UTIL.name not in m  # NVML has no utilization under MIG, and no GPM on A100: absent, as README says
+    hopper = SimulatedNVML(count=1, model="h100", mig="3g.40gb+2x2g.20gb", clock=clock)
+    h = _families(_run_dcgm(hopper, clock))
+    assert {x.labels["GPU_I_PROFILE"] for x in h[c.DCGM_PROF_GR_ENGINE.name]} == {"", "3g.40gb", "2g.20gb"}
+
+
+def _run_dcgm(nv: SimulatedNVML, clock: Clock) -> GpuExporter:
+    exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
+    _cycles(exporter, clock)
+    return exporter
