@@ -649,7 +649,7 @@ def test_least_privilege_rbac(builds: dict[str, list[dict[str, Any]]]) -> None:
         for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
             for rule in role["rules"]:
                 assert set(rule["verbs"]) <= set(read), (name, role["metadata"]["name"])
-                assert not {"secrets", "configmaps", "*", "pods/exec", "pods/log"} & set(rule["resources"]), name
+                assert not {"secrets", "configmaps", "*", "pods/exec", "pods/log"} & set(rule.get("resources", [])), name
 
 
 def test_security_context_everywhere(builds: dict[str, list[dict[str, Any]]]) -> None:
@@ -733,6 +733,10 @@ def test_sharded_overlay_shards_and_drops_detail_before_remote_write(builds: dic
     docs = builds["overlays/sharded"]
     prometheus = _one(docs, "Prometheus")
     assert prometheus["spec"]["shards"] > 1
+    sa = _one(docs, "ServiceAccount", prometheus["spec"]["serviceAccountName"])
+    assert sa["metadata"]["namespace"] == prometheus["metadata"]["namespace"]
+    binding = _one(docs, "ClusterRoleBinding", "prometheus-gpulens")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "monitoring"}]
     (remote,) = prometheus["spec"]["remoteWrite"]
     dropped = {tuple(r["sourceLabels"]) for r in remote["writeRelabelConfigs"] if r["action"] == "drop" and r["regex"] == ".+"}
     labels = {label for f in families() for label in f.labels}
