@@ -279,17 +279,9 @@ def test_core_kinds_pass_strict_schema_validation(every_doc: list[dict[str, Any]
         kubernetes_validate.validate(doc, version, strict=True)
 
 
-def test_custom_resources_pass_their_crd_schemas(every_doc: list[dict[str, Any]], tmp_path: Path) -> None:
-    crds = [d for d in every_doc if _is_crd(d) and d["apiVersion"] != "serving.kserve.io/v1beta1"]
-    assert {"ServiceMonitor", "PodMonitor", "Prometheus", "ScaledObject", "Application"} <= {d["kind"] for d in crds}
-    if any(f.name.endswith(".yaml") for f in (K8S / "base" / "generated").glob("prometheusrule.yaml")):
-        assert "PrometheusRule" in {d["kind"] for d in crds}
-    assert validate_crds(crds, tmp_path) == []
-
-
-def test_a_wrong_crd_field_fails_validation(base: list[dict[str, Any]], tmp_path: Path) -> None:
-    """The negative case: a misspelt field, a bad duration and an unknown kind are each reported."""
-    sm = json.loads(json.dumps(_one(base, "ServiceMonitor", "gpulens-kserve-exporter")))
+def _wrong_crds(base: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The negative cases: a misspelt field, a bad duration, an unknown trigger field, an unknown kind."""
+    sm = _one(base, "ServiceMonitor", "gpulens-kserve-exporter")
     misspelt = json.loads(json.dumps(sm))
     misspelt["spec"]["endpoints"][0]["honorLabel"] = misspelt["spec"]["endpoints"][0].pop("honorLabels")
     bad_interval = json.loads(json.dumps(sm))
@@ -297,11 +289,35 @@ def test_a_wrong_crd_field_fails_validation(base: list[dict[str, Any]], tmp_path
     scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
               "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "prometheus", "metadata": {}, "treshold": "1"}]}}
     unknown = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitorr", "metadata": {"name": "x"}, "spec": {}}
-    problems = validate_crds([sm, misspelt, bad_interval, scaled, unknown], tmp_path)
-    by_doc = {int(p.split()[0]) for p in problems if p.split()[0].isdigit()}
-    assert by_doc == {1, 2, 3, 4}, problems
-    assert any("honorLabel" in p for p in problems) and any("interval" in p for p in problems)
-    assert any("treshold" in p for p in problems) and any("no schema" in p for p in problems)
+    return [misspelt, bad_interval, scaled, unknown]
+
+
+@pytest.fixture(scope="session")
+def crd_check(every_doc: list[dict[str, Any]], base: list[dict[str, Any]],
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[int, list[str]]]:
+    """One run of the CRD validator over every custom resource we ship, then the wrong ones: (how many
+    we ship, problems by document index)."""
+    crds = [d for d in every_doc if _is_crd(d) and d["apiVersion"] != "serving.kserve.io/v1beta1"]
+    assert {"ServiceMonitor", "PodMonitor", "Prometheus", "ScaledObject", "Application"} <= {d["kind"] for d in crds}
+    if (K8S / "base" / "generated" / "prometheusrule.yaml").exists():
+        assert "PrometheusRule" in {d["kind"] for d in crds}
+    problems: dict[int, list[str]] = {}
+    for line in validate_crds(crds + _wrong_crds(base), tmp_path_factory.mktemp("crds")):
+        index = line.split()[0]
+        problems.setdefault(int(index) if index.isdigit() else -1, []).append(line)
+    return len(crds), problems
+
+
+def test_custom_resources_pass_their_crd_schemas(crd_check: tuple[int, dict[int, list[str]]]) -> None:
+    shipped, problems = crd_check
+    assert {i: p for i, p in problems.items() if i < shipped} == {}
+
+
+def test_a_wrong_crd_field_fails_validation(crd_check: tuple[int, dict[int, list[str]]]) -> None:
+    shipped, problems = crd_check
+    wrong = {i - shipped: " ".join(p) for i, p in problems.items() if i >= shipped}
+    assert set(wrong) == {0, 1, 2, 3}, problems
+    assert "honorLabel" in wrong[0] and "interval" in wrong[1] and "treshold" in wrong[2] and "no schema" in wrong[3]
 
 
 def _kserve_problems(value: Any, model: str, path: str = "") -> Iterator[str]:
