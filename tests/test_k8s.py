@@ -56,6 +56,7 @@ COMPONENT_CONFIGS = {
 PORTS = {"gpu-exporter": 9445, "kserve-exporter": 9446, "probe": 9447}
 _ENV_IN_TEXT = re.compile(r"\b(" + config.ENV_PREFIX + r"[A-Z0-9_]+)")
 _SKIP_ANNOTATION = re.compile(r"checkov\.io/skip\d+")
+NEGATIVE = "negative-privileged.yaml"  # the known-bad object in the checkov run
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -393,6 +394,11 @@ def checkov_report(builds: dict[str, list[dict[str, Any]]], tmp_path_factory: py
         if (K8S / name).exists():
             (out / ("loose_" + Path(name).name)).write_text((K8S / name).read_text())
     (out / "Dockerfile").write_text((ROOT / "Dockerfile").read_text())
+    # A known-bad object in the same run: proves checkov really evaluates what it is given.
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad", "namespace": "gpulens"},
+           "spec": {"selector": {"matchLabels": {"app": "bad"}}, "template": {"metadata": {"labels": {"app": "bad"}}, "spec": {
+               "containers": [{"name": "bad", "image": "bad:latest", "securityContext": {"privileged": True}}]}}}}
+    (out / NEGATIVE).write_text(yaml.safe_dump(bad))
     proc = subprocess.run(
         [str(checkov), "--output", "json", "--framework", "kubernetes", "dockerfile", "--directory", str(out),
          "--skip-download"],
@@ -403,12 +409,18 @@ def checkov_report(builds: dict[str, list[dict[str, Any]]], tmp_path_factory: py
     return report if isinstance(report, list) else [report]
 
 
+def _failed(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for r in report for c in r.get("results", {}).get("failed_checks", [])]
+
+
 def test_checkov_finds_no_failed_check(checkov_report: list[dict[str, Any]]) -> None:
     types = {r.get("check_type") for r in checkov_report}
     assert {"kubernetes", "dockerfile"} <= types, types
     failed = [f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
-              for r in checkov_report for c in r.get("results", {}).get("failed_checks", [])]
+              for c in _failed(checkov_report) if not c["file_path"].endswith(NEGATIVE)]
     assert failed == []
+    caught = {c["check_id"] for c in _failed(checkov_report) if c["file_path"].endswith(NEGATIVE)}
+    assert {"CKV_K8S_16", "CKV_K8S_14", "CKV_K8S_20"} <= caught  # privileged, :latest, privilege escalation
     passed = sum(len(r.get("results", {}).get("passed_checks", [])) for r in checkov_report)
     assert passed > 100  # it really scanned the objects
 
