@@ -23,7 +23,7 @@ BANNED = ("_percent", "_mib", "_mhz", "_mj", "_milliwatts", "_kib", "_ms")
 def test_names_follow_prometheus_conventions() -> None:
     for f in c.families():
         if f.subsystem == "dcgm":
-            assert f.name.startswith("DCGM_FI_DEV_"), f.name
+            assert f.name.startswith(("DCGM_FI_DEV_", "DCGM_FI_PROF_")), f.name
             continue
         assert re.fullmatch(r"gpulens_[a-z0-9_]+", f.name), f.name
         assert ":" not in f.name

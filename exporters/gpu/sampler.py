@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pynvml
@@ -70,6 +70,20 @@ class _Device:
     lost: bool = False
     last: GpuReading | None = None  # carries the slow families between their refreshes
     slow_at: float = 0.0
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (last raw, monotonic total)
+
+    def monotonic(self, name: str, raw: float | None) -> float | None:
+        """NVML's PCIe byte counters wrap (and reset with the driver): export a total that never goes back."""
+        if raw is None:
+            return None
+        last = self.counters.get(name)
+        if last is None:
+            total = raw
+        else:
+            delta = raw - last[0]
+            total = last[1] + (delta if delta >= 0 else raw)  # wrapped: count from 0, lose under one interval
+        self.counters[name] = (raw, total)
+        return total
 
 
 class Sampler:
@@ -255,6 +269,8 @@ class Sampler:
             device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
                                gpu={"index": device.index, "uuid": device.identity.uuid})
             return GpuReading(identity=device.identity, up=False)
+        reading = replace(reading, pcie_tx=device.monotonic("pcie_tx", reading.pcie_tx),
+                          pcie_rx=device.monotonic("pcie_rx", reading.pcie_rx))
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
@@ -263,7 +279,7 @@ class Sampler:
             self.generation += 1
         elif device.last.mig_mode != reading.mig_mode:
             # MIG on/off changes what NVML supports (utilization, remapped rows): ask again, all of it
-            device.call.unsupported.clear()
+            device.call.forget_unsupported()
             device.slow_at = 0.0
         device.last = reading
         return reading
