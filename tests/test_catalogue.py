@@ -13,7 +13,7 @@ from gpulens.exporters.gpu.config import GpuExporterConfig
 from gpulens.exporters.podresources.client import Allocation
 from gpulens.metrics import gpu as c
 from gpulens.sim import SimulatedNVML
-from tests.exporters.test_gpu_exporter import Clock, Pods
+from tests.exporters.gpu.test_gpu_exporter import Clock, Pods
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ("bytes", "seconds", "celsius", "watts", "joules", "hertz", "ratio", "bytes_per_second")

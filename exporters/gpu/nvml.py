@@ -104,6 +104,13 @@ class Caller:
         except pynvml.NVMLLibraryMismatchError:  # not an NVMLError: the unversioned process call on an older library
             self._absent(key, "LibraryMismatch")
             return None
+        except (AttributeError, TypeError, ValueError) as err:  # a binding that broke inside: this answer only
+            self.errors[(fn, type(err).__name__)] += 1
+            return None
+
+    def absent(self, fn: str, handle: Any, *args: Any) -> None:
+        """Record a NotSupported answered inside a result (a field value's own return code)."""
+        self._absent((fn, address(handle), args), "NotSupported")
 
     def _absent(self, key: tuple[str, Any, tuple[Any, ...]], error: str) -> None:
         self.unsupported.add(key)
@@ -329,6 +336,8 @@ def _read_fields(call: Caller, handle: Any) -> dict[int, float]:
         value = field_value(fv)
         if value is not None:
             out[int(fv.fieldId)] = value
+        elif fv.nvmlReturn == pynvml.NVML_ERROR_NOT_SUPPORTED:  # this board lacks the field: say so once
+            call.absent("nvmlDeviceGetFieldValues", handle, int(fv.fieldId))
     return out
 
 
