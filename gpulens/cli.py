@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[ns.command]
     cls = _resolve(command.config)
     try:
-        cfg = load(cls, ns.config, flags=_flags(ns, cls))
+        cfg = load(cls, ns.config, flags=_flags(ns, cls),
+                   warn=lambda line: print(f"gpulens {ns.command}: warning: {line}", file=sys.stderr))
         return int(_resolve(command.run)(cfg))
     except ConfigError as err:
         for line in err.problems:
