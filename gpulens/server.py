@@ -10,6 +10,7 @@ separate from keep-alive idle, request bodies read rather than parsed as the nex
 from __future__ import annotations
 
 import html
+import io
 import ipaddress
 import logging
 import socket
@@ -21,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
@@ -161,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         with app._conns_lock:
             self._conn = app._conns.get(id(self.request))
-        self.timeout = app.header_timeout  # the TLS handshake and first request line + headers
+        self.timeout = app.header_timeout  # type: ignore[misc]  # the TLS handshake and first request line + headers
         ctx = app.tls_context()
         if ctx is not None:  # per connection, so a renewed certificate serves new connections at once
             self.request = ctx.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
@@ -179,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         while not self.close_connection:
             self._state(_IDLE, app.idle_timeout)
             try:
-                if not self.rfile.peek(1):  # the client closed its keep-alive connection
+                if not cast(io.BufferedReader, self.rfile).peek(1):  # the client closed its keep-alive connection
                     return
             except OSError:  # idle timeout, reset, or evicted by the connection cap
                 return

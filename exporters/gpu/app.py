@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import pynvml
 from prometheus_client import ProcessCollector
@@ -103,7 +103,7 @@ class GpuExporter:
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
-        out["process"] = _PROCESS.collect
+        out["process"] = lambda: cast(Iterable[ExpositionFamily], _PROCESS.collect())
         return out
 
     def _render(self, snapshot: Snapshot) -> None:
@@ -111,7 +111,7 @@ class GpuExporter:
         rendering) is left out and reported, the rest still export. Called under self._lock."""
         parts: list[tuple[bytes, bytes]] = []
         for name, collect in self._collectors(snapshot).items():
-            parts.append(self._isolated(name, lambda collect=collect: self._renderer.render_group(f for f in collect() if f.samples)))
+            parts.append(self._isolated(name, self._group(collect)))
         try:
             families = [f for f in health.collect(snapshot, self._source, self._success, self._durations) if f.samples]
             parts.append(self._renderer.render_group(families))
@@ -123,6 +123,9 @@ class GpuExporter:
         self._rendered = (b"".join(p[0] for p in parts), b"".join(p[1] for p in parts))
         self._rendered_snapshot = snapshot
         self._render_error = ""
+
+    def _group(self, collect: Callable[[], Iterable[ExpositionFamily]]) -> Callable[[], tuple[bytes, bytes]]:
+        return lambda: self._renderer.render_group(f for f in collect() if f.samples)
 
     def _isolated(self, name: str, render: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
         state = self._collector_logs.setdefault(name, StateLog(self._log, f"collector-{name}"))

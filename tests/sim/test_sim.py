@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-
 import threading
 import time
 
@@ -627,7 +626,7 @@ def test_pcie_byte_counters_wrap(clock: FakeClock) -> None:
     for _ in range(10):
         seen.append(nv.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES])[0].value.ullVal)
         clock.advance(1.0)
-    assert all(v < 1 << 33 for v in seen) and any(b < a for a, b in zip(seen, seen[1:]))
+    assert all(v < 1 << 33 for v in seen) and any(b < a for a, b in zip(seen, seen[1:], strict=False))
 
 
 def test_demo_pods_are_consistent_with_mig() -> None:
