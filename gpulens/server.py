@@ -110,11 +110,14 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Admit the connection: over the cap, close the oldest idle or header-reading one, else refuse this."""
+        """Admit the connection: over the cap, close the oldest header-reading (else idle) one, else refuse this."""
         app = self.app
         with app._conns_lock:
             if len(app._conns) >= app.max_connections:
-                waiting = [c for c in app._conns.values() if c.state != _BUSY]
+                # Connections still sending their first headers go first (slowloris), then idle keep-alive
+                # ones (a scraper that completed requests keeps its connection while others exist).
+                waiting = [c for c in app._conns.values() if c.state == _HEADERS] or \
+                    [c for c in app._conns.values() if c.state == _IDLE]
                 if not waiting:
                     app.refused += 1
                     self.shutdown_request(request)
