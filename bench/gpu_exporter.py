@@ -397,7 +397,8 @@ def bench_faults(logdir: Path) -> list[dict[str, Any]]:
         while status("new") != 200 and time.monotonic() - started < 10:
             time.sleep(0.1)
         took = time.monotonic() - started
-        rows.append({"fault": "web-config password rotated on disk", "test": "test_web_config_is_reloaded_and_a_broken_one_keeps_the_last_good",
+        rows.append({"fault": "web-config password rotated on disk",
+                     "test": "test_web_config_is_reloaded_and_a_broken_one_keeps_the_last_good",
                      "observed": f"old password {before}; new one accepted after {took:.1f} s, old one then {status('old')}",
                      "pass": before == 200 and took < 10 and status("old") == 401})
     return rows
