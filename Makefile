@@ -49,8 +49,8 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench
-	$(BIN)/mypy gpulens exporters probes dashboards alerts
+	$(BIN)/ruff check gpulens exporters probes dashboards alerts elk tests bench
+	$(BIN)/mypy gpulens exporters probes dashboards alerts elk
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md

@@ -72,6 +72,12 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "logship": Command("gpulens.exporters.logship.config:LogshipConfig",
+                       "Ship ECS JSON lines (stdin or a file) to Elasticsearch: spool, retries, dead letters.",
+                       "gpulens.exporters.logship.app:main"),
+    "elk-setup": Command("gpulens.elk.install:ElkSetupConfig",
+                         "Install the ILM policy, index template and Kibana saved objects for gpulens events.",
+                         "gpulens.elk.install:main"),
 }
 
 
