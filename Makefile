@@ -42,6 +42,7 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/gpu_exporter.py
+	$(BIN)/python bench/logship.py
 
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'

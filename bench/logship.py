@@ -63,6 +63,7 @@ def sustained(url: str, n: int, workdir: str) -> dict[str, Any]:
                       source="bench-sustained").start()
     docs = [(TEMPLATE % i).encode() for i in range(n)]
     worst_submit = 0.0
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for doc in docs:
         s = time.perf_counter()
@@ -71,8 +72,10 @@ def sustained(url: str, n: int, workdir: str) -> dict[str, Any]:
     submitted = time.perf_counter() - t0
     assert shipper.flush(600), "not drained"
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     shipper.stop(0)
     return {"events": n, "seconds": round(elapsed, 2), "events_per_second": round(n / elapsed),
+            "shipper_cpu_us_per_event": round(cpu / n * 1e6, 1),
             "submit_seconds": round(submitted, 2), "worst_submit_ms": round(worst_submit * 1000, 2),
             "shipped": shipper.shipped, "dropped": shipper.dropped, "retried": sum(shipper.retried.values())}
 
@@ -92,12 +95,14 @@ def drain(url: str, n: int, workdir: str) -> dict[str, Any]:
     spool_bytes = shipper.spool.bytes
     shipper.start()
     _post(url + "/_standin/up")
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), time.process_time()
     assert shipper.flush(1800), "not drained"
     elapsed = time.perf_counter() - t1
+    cpu = time.process_time() - cpu1
     shipper.stop(0)
-    return {"events": n, "spool_bytes": spool_bytes, "fill_seconds": round(fill, 2), "drain_seconds": round(elapsed, 2),
-            "events_per_second": round(n / elapsed), "shipped": shipper.shipped, "dropped": shipper.dropped}
+    return {"shipper_cpu_us_per_event": round(cpu / n * 1e6, 1), "events": n, "spool_bytes": spool_bytes,
+            "fill_seconds": round(fill, 2), "drain_seconds": round(elapsed, 2), "events_per_second": round(n / elapsed),
+            "shipped": shipper.shipped, "dropped": shipper.dropped}
 
 
 def main() -> int:
@@ -128,9 +133,14 @@ def main() -> int:
     result = {"cores": os.cpu_count(), "goal_events_per_second": GOAL, "sustained": {**one, "lost": lost_one},
               "drain": {**two, "lost": lost_two}, "duplicates": after_two["duplicates"],
               "bulk_requests": after_two["bulk_requests"]}
-    print(f"{'phase':<12}{'events':>10}{'seconds':>10}{'events/s':>12}{'lost':>7}{'dropped':>9}")
-    print(f"{'sustained':<12}{n:>10}{one['seconds']:>10}{one['events_per_second']:>12}{lost_one:>7}{one['dropped']:>9}")
-    print(f"{'drain':<12}{spooled:>10}{two['drain_seconds']:>10}{two['events_per_second']:>12}{lost_two:>7}{two['dropped']:>9}")
+    load = os.getloadavg()[0]
+    result["load_average_1m"] = round(load, 1)
+    print(f"{'phase':<12}{'events':>10}{'seconds':>10}{'events/s':>12}{'shipper CPU µs/event':>22}{'lost':>7}{'dropped':>9}")
+    for name, r, total, lost in (("sustained", one, n, lost_one), ("drain", two, spooled, lost_two)):
+        seconds = r.get("seconds", r.get("drain_seconds"))
+        print(f"{name:<12}{total:>10}{seconds:>10}{r['events_per_second']:>12}{r['shipper_cpu_us_per_event']:>22}"
+              f"{lost:>7}{r['dropped']:>9}")
+    print(f"load average while measuring: {load:.1f} on {os.cpu_count()} cores (other processes share them)")
     print(f"spool of {spooled} events: {two['spool_bytes'] / 1e6:.0f} MB, filled in {two['fill_seconds']} s; "
           f"worst submit() {one['worst_submit_ms']} ms; duplicates {result['duplicates']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

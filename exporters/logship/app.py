@@ -74,8 +74,8 @@ class InputPosition:
             os.replace(tmp, self.path)
 
 
-def read_records(stream: IO[bytes], source: str, first_line: int, offset: int) -> Iterator[tuple[list[Record], int, int]]:
-    """Batches of (records, byte offset after them, last line number) as lines become available."""
+def read_records(stream: IO[bytes], source: str, first_line: int) -> Iterator[tuple[list[Record], int, int]]:
+    """Batches of (records, bytes consumed, last line number) as complete lines become available."""
     pending = b""
     line = first_line
     while True:
@@ -116,10 +116,10 @@ def run(cfg: LogshipConfig, log: logging.Logger, bulk: BulkFn | None = None, std
             raise ConfigError([f"input: cannot open {cfg.input}: {err.strerror}"]) from err
     shipper = Shipper(cfg, bulk=bulk, log=log, source=source)
     position = InputPosition(cfg.spool_dir, source) if cfg.input != "-" else InputPosition("", source)
-    offset, line = position.load()
+    offset, first_line = position.load()
     if offset:
         stream.seek(offset)
-        log.info(f"resuming {cfg.input} at line {line + 1}", extra={"event": {"action": "logship-resume"}})
+        log.info(f"resuming {cfg.input} at line {first_line + 1}", extra={"event": {"action": "logship-resume"}})
     renderer, lock = Renderer(), threading.Lock()
 
     def render(openmetrics: bool) -> tuple[bytes, bytes]:
@@ -147,7 +147,7 @@ def run(cfg: LogshipConfig, log: logging.Logger, bulk: BulkFn | None = None, std
     log.info(f"shipping {cfg.input} to {shipper.describe_target()} (metrics on port {server.port})",
              extra={"event": {"action": "logship-start"}})
     try:
-        for records, consumed, line in read_records(stream, source, line, offset):
+        for records, consumed, line in read_records(stream, source, first_line):
             for i in range(0, len(records), _LINES_PER_PUT):
                 shipper.put(records[i:i + _LINES_PER_PUT])
             offset += consumed

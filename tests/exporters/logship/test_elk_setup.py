@@ -73,7 +73,8 @@ class _KibanaHandler(BaseHTTPRequestHandler):
         if not errors:
             for o in objects:
                 self.server.objects[(o["type"], o["id"])] = o
-        self.server.imports.append({"path": path, "query": query, "headers": {k.lower(): v for k, v in self.headers.items()}, "count": len(objects)})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.imports.append({"path": path, "query": query, "headers": headers, "count": len(objects)})
         self._reply(200, {"success": not errors, "successCount": 0 if errors else len(objects), "errors": errors,
                           "successResults": [{"type": o["type"], "id": o["id"]} for o in objects] if not errors else []})
 
