@@ -103,6 +103,22 @@ def read_records(stream: IO[bytes], source: str, first_line: int) -> Iterator[tu
             yield [(event_id(source, line, pending.strip()), doc)], len(pending), line
 
 
+def _put(shipper: Shipper, records: list[Record], stopping: threading.Event, log: logging.Logger) -> None:
+    """Spool records, waiting out a full or failing disk: the input waits (a pipe pushes back), nothing is skipped."""
+    state = logs.StateLog(log, "logship-spool-write")
+    delay = 0.1
+    while True:
+        try:
+            shipper.put(records)
+            state.ok("spool writable")
+            return
+        except OSError as err:
+            state.failed(type(err).__name__, f"cannot write the spool: {err}; input paused")
+            if stopping.wait(delay):
+                raise KeyboardInterrupt from err
+            delay = min(delay * 2, 5.0)
+
+
 def run(cfg: LogshipConfig, log: logging.Logger, bulk: BulkFn | None = None, stdin: IO[bytes] | None = None) -> int:
     """Ship the input until its end (or SIGTERM), drain, stop. 0 when everything was delivered or dead-lettered."""
     if cfg.input == "-":
@@ -149,7 +165,7 @@ def run(cfg: LogshipConfig, log: logging.Logger, bulk: BulkFn | None = None, std
     try:
         for records, consumed, line in read_records(stream, source, first_line):
             for i in range(0, len(records), _LINES_PER_PUT):
-                shipper.put(records[i:i + _LINES_PER_PUT])
+                _put(shipper, records[i:i + _LINES_PER_PUT], stopping, log)
             offset += consumed
             position.save(offset, line)
             if stopping.is_set():

@@ -6,10 +6,12 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,18 +117,33 @@ def test_a_missing_secret_file_is_a_config_error(tmp_path: Path, capsys: pytest.
     assert f"api_key_file: cannot read {tmp_path / 'nope'}" in capsys.readouterr().err
 
 
-def test_sigterm_drains_and_exits(standin: StandIn, tmp_path: Path) -> None:
+def test_metrics_while_running_then_sigterm_drains_and_exits_0(standin: StandIn, tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "gpulens", "logship", "--elasticsearch-url", standin.url, "--namespace", "test",
             "--port", "0", "--listen-address", "127.0.0.1", "--flush-interval-seconds", "0.02"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(b"\n".join(_lines(20)) + b"\n")
-    proc.stdin.flush()
-    deadline = time.monotonic() + 20
-    while len(standin.state.docs) < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    proc.stdin.close()
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"\n".join(_lines(20)) + b"\n")
+        proc.stdin.flush()
+        port = None
+        while port is None:
+            line = proc.stderr.readline()
+            assert line, "logship exited before serving metrics"
+            match = re.search(r"metrics on port (\d+)", json.loads(line)["message"])
+            port = int(match.group(1)) if match else None
+        deadline = time.monotonic() + 20
+        text = ""
+        while "gpulens_logship_shipped_total 20.0" not in text and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            time.sleep(0.02)
+        assert "gpulens_logship_shipped_total 20.0" in text and "gpulens_logship_up 1.0" in text
+        assert "gpulens_logship_queue_events 0.0" in text
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert len(standin.state.docs) == 20
