@@ -211,12 +211,15 @@ class Shipper:
         body = document if isinstance(document, bytes) else encode(document)
         rid = event_id(self.source, next(self._seq), body)
         with self._inbox_lock:
-            if len(self._inbox) >= self.cfg.queue_events:
+            full = len(self._inbox) >= self.cfg.queue_events
+            if full:
                 self._inbox.popleft()
-                self.dropped += 1
             self._inbox.append((rid, body))
             if len(self._inbox) * 2 >= self.cfg.queue_events:
                 self.spooler.trigger()  # half full: move it to the spool now rather than at the next tick
+        if full:
+            with self._stats_lock:
+                self.dropped += 1
         return rid
 
     def put(self, records: Iterable[Record]) -> None:
@@ -272,12 +275,15 @@ class Shipper:
         try:
             dropped = self.spool.append(records)
         except OSError:
+            overflow = 0
             with self._inbox_lock:  # keep them (still bounded): the Loop logs and backs off
                 self._inbox.extendleft(reversed(records))
                 self._in_transit -= len(records)
                 while len(self._inbox) > self.cfg.queue_events:
                     self._inbox.popleft()
-                    self.dropped += 1
+                    overflow += 1
+            with self._stats_lock:
+                self.dropped += overflow
             raise
         with self._inbox_lock:
             self._in_transit -= len(records)
