@@ -16,7 +16,6 @@ twice under a random id; here a retry re-sends the same `_id`s and the server an
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -56,9 +55,7 @@ class RetryLater(Exception):
 
 def event_id(source: str, sequence: int, document: bytes) -> str:
     """The deterministic `_id`: content hash + source + sequence, so a replay of the same event collides (409)."""
-    digest = hashlib.blake2b(document, digest_size=15, person=b"gpulens-logship")
-    digest.update(b"\0" + source.encode() + b"\0" + str(sequence).encode())
-    return base64.urlsafe_b64encode(digest.digest()).decode()
+    return hashlib.blake2b(b"%s\0%d\0%s" % (source.encode(), sequence, document), digest_size=16).hexdigest()
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -307,7 +304,7 @@ class Shipper:
 
     def _deliver(self, records: list[Record]) -> set[str]:
         """Send records once; resolve what can be resolved; returns the retry reasons of those left pending."""
-        body = b"".join(b'{"create":{"_id":"' + rid.encode() + b'"}}\n' + doc + b"\n" for rid, doc in records)
+        body = b"".join([b'{"create":{"_id":"%b"}}\n%b\n' % (rid.encode(), doc) for rid, doc in records])
         try:
             response = self._bulk(body)
         except RequestFailed as err:
@@ -355,8 +352,11 @@ class Shipper:
         return reasons
 
     def _resolved(self, records: list[Record], delivered: int) -> None:
-        for rid, _ in records:
-            self._pending.pop(rid, None)
+        if len(records) == len(self._pending):  # the whole batch (the common case): no per-event work
+            self._pending.clear()
+        else:
+            for rid, _ in records:
+                self._pending.pop(rid, None)
         with self._stats_lock:
             self.shipped += delivered
 

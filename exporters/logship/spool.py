@@ -176,11 +176,8 @@ class DiskSpool:
         self._counts.pop(seg, None)
 
     def append(self, records: Iterable[Record]) -> int:
-        parts = []
-        count = 0
-        for rid, doc in records:
-            parts.append(rid.encode() + b" " + doc + b"\n")
-            count += 1
+        parts = [b"%b %b\n" % (rid.encode(), doc) for rid, doc in records]
+        count = len(parts)
         if not count:
             return 0
         with self._lock:
@@ -233,14 +230,9 @@ class DiskSpool:
                         return []
                     data += more
                     end = data.rfind(b"\n")
-            out: list[Record] = []
-            pos = 0
-            while pos <= end and len(out) < max_events:
-                nl = data.index(b"\n", pos)
-                rid, _, doc = data[pos:nl].partition(b" ")
-                out.append((rid.decode(), doc))
-                pos = nl + 1
-            self._read_off += pos
+            lines = data[:end].split(b"\n", max_events)[:max_events]
+            out: list[Record] = [(line[:i].decode(), line[i + 1:]) for line in lines for i in (line.index(b" "),)]
+            self._read_off += sum(map(len, lines)) + len(lines)
             self._read_count += len(out)
             return out
 
