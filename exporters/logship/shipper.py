@@ -141,12 +141,17 @@ class DeadLetters:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             if os.path.exists(path):
+                good = 0
                 with open(path, "rb") as fh:
                     for line in fh:
+                        if not line.endswith(b"\n"):
+                            break  # cut by a kill mid-write: its event was not acknowledged, so it comes again
+                        good += len(line)
                         try:
                             self._seen.add(json.loads(line)["_id"])
                         except (ValueError, KeyError, TypeError):
-                            continue  # a line cut by a kill: its event is re-sent and rewritten
+                            continue
+                os.truncate(path, good)
             self._fh = open(path, "ab")  # noqa: SIM115 - kept open for the shipper's life
 
     def write(self, rid: str, document: bytes, status: int, reason: str, error: Mapping[str, Any] | None) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gpulens.exporters.logship.config import LogshipConfig
-from gpulens.exporters.logship.shipper import Shipper, client_kwargs, encode
+from gpulens.exporters.logship.shipper import DeadLetters, Shipper, client_kwargs, encode
 from tests.exporters.logship.standin import StandIn
 
 
@@ -201,3 +201,20 @@ def test_tls_with_a_ca_file(certdir: Path, tmp_path: Path) -> None:
         assert shipper.flush(20)
         shipper.stop(0)
         assert set(es.state.docs) == {rid}
+
+
+def test_dead_letters_survive_a_cut_line_and_keep_each_id_once(tmp_path: Path) -> None:
+    path = tmp_path / "dead.ndjson"
+    log = logging.getLogger("test")
+    first = DeadLetters(str(path), log)
+    assert first.write("a", b'{"m":1}', 400, "400", {"type": "mapper_parsing_exception"})
+    assert not first.write("a", b'{"m":1}', 400, "400", None)
+    first.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"@timestamp":"2026-12-01T00:00:00.000Z","_id":"b","sta')  # killed mid-write
+    again = DeadLetters(str(path), log)
+    assert not again.write("a", b'{"m":1}', 400, "400", None)  # written before the restart
+    assert again.write("b", b'{"m":2}', 400, "400", None)
+    again.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(d["_id"], d["document"]) for d in lines] == [("a", {"m": 1}), ("b", {"m": 2})]
