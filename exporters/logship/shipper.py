@@ -253,7 +253,7 @@ class Shipper:
     def stop(self, drain_timeout: float = 5.0) -> bool:
         """Drain for up to `drain_timeout`, then stop; what is left stays in the disk spool for the next start."""
         self.spooler.run_once()
-        drained = self.flush(drain_timeout) if drain_timeout > 0 else False
+        drained = self.flush(max(drain_timeout, 0.0))
         self._closing = True
         self.spooler.stop()
         self.sender.stop()
