@@ -72,6 +72,9 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "kserve-exporter": Command("gpulens.exporters.kserve.config:KserveExporterConfig",
+                               "Export InferenceService state and normalised model-server stats (Deployment, :9446).",
+                               "gpulens.exporters.kserve.app:main"),
     "logship": Command("gpulens.exporters.logship.config:LogshipConfig",
                        "Ship ECS JSON lines (stdin or a file) to Elasticsearch: spool, retries, dead letters.",
                        "gpulens.exporters.logship.app:main"),
