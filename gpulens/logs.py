@@ -146,6 +146,9 @@ def setup(level: str = "info", service: str = "gpulens", stream: TextIO | None =
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    from gpulens import events  # lazy: events imports this module
+
+    events.configure(service, env)  # typed events name the same service and pod as the log lines
     return logging.getLogger(service)
 
 
