@@ -146,3 +146,30 @@ def test_every_action_has_a_constructor() -> None:
             events.throttle_start(GPU, ()).action, events.throttle_stop(GPU, ()).action,
             events.inferenceservice_ready_changed("n", "m", True).action, events.probe_failed("t", "r").action}
     assert made == set(events.ACTIONS)
+
+
+def test_the_gpu_exporter_emits_lost_recovered_and_xid_events() -> None:
+    import dataclasses
+
+    from gpulens.sim import SimulatedNVML
+    from tests.exporters.test_gpu_exporter import CFG, Clock, _cycles, _exporter
+
+    clock = Clock()
+    nv = SimulatedNVML(count=2, model="h100", clock=clock)
+    sink = Sink()
+    events.attach(sink)
+    try:
+        exporter = _exporter(nv, clock, dataclasses.replace(CFG, xid_events=True))
+        _cycles(exporter, clock, 2)
+        assert exporter.events is not None and exporter.events.register()
+        nv.inject_xid(0, 79)
+        assert exporter.events.poll()
+        nv.lose_gpu(1)
+        _cycles(exporter, clock, 2)
+        nv.restore_gpu(1)
+        _cycles(exporter, clock, 2)
+    finally:
+        events.detach(sink)
+    assert [(d["event"]["action"], d["gpu"]["index"]) for d in sink.docs] == [
+        ("gpu.xid", 0), ("gpu.lost", 1), ("gpu.recovered", 1)]
+    assert sink.docs[0]["event"]["code"] == "79" and sink.docs[1]["event"]["code"] == "GpuIsLost"

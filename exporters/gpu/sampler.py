@@ -17,6 +17,7 @@ from typing import Any
 
 import pynvml
 
+from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.gpm import GpmReader
 from gpulens.exporters.gpu.mig import MigReader
 from gpulens.exporters.gpu.nvml import (
@@ -239,6 +240,7 @@ class Sampler:
         return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, log)
 
     def _read(self, device: _Device) -> GpuReading:
+        was_lost = device.lost
         if device.lost:
             recovered = self._open(device.index, device)
             if recovered.lost:
@@ -254,7 +256,10 @@ class Sampler:
             device.gpm.close()
             device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
                                gpu={"index": device.index, "uuid": device.identity.uuid})
+            gpulens_events.emit(gpulens_events.gpu_lost(gpulens_events.Gpu(device.index, device.identity.uuid), "GpuIsLost"))
             return GpuReading(identity=device.identity, up=False)
+        if was_lost:
+            gpulens_events.emit(gpulens_events.gpu_recovered(gpulens_events.Gpu(device.index, device.identity.uuid)))
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
