@@ -202,6 +202,37 @@ def probe_failed(target: str, reason: str, url: str = "", protocol: str = "", st
                  **_at(timestamp), **extra)
 
 
+# Clock-event reasons that mean the GPU is being held down; idle, application clocks, sync boost and
+# display settings are normal operation, not a throttling episode.
+THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
+
+
+class ThrottleEpisodes:
+    """Turns each GPU's clock-event bitmask, sample by sample, into throttle start/stop events.
+
+    `update(gpu, mask, now)` returns `gpu.throttle.start` when a throttling reason appears on a GPU
+    that had none, `gpu.throttle.stop` (with the episode's length) when the last one clears, else None.
+    `bits` maps reason names to bits (exporters/gpu/nvml.py CLOCK_EVENT_REASONS).
+    """
+
+    def __init__(self, bits: Mapping[str, int]):
+        self._bits = {name: bits[name] for name in THROTTLE_REASONS if name in bits}
+        self._open: dict[str, tuple[float, tuple[str, ...]]] = {}  # uuid -> (start, reasons)
+
+    def update(self, gpu: Gpu, mask: int | None, now: float, pod: Pod | None = None) -> Event | None:
+        if mask is None:  # NotSupported or not read: no news
+            return None
+        reasons = tuple(name for name, bit in self._bits.items() if mask & bit)
+        episode = self._open.get(gpu.uuid)
+        if reasons and episode is None:
+            self._open[gpu.uuid] = (now, reasons)
+            return throttle_start(gpu, reasons, pod=pod, timestamp=now)
+        if not reasons and episode is not None:
+            del self._open[gpu.uuid]
+            return throttle_stop(gpu, episode[1], duration_seconds=now - episode[0], pod=pod, timestamp=now)
+        return None
+
+
 def _at(timestamp: float | None) -> dict[str, Any]:
     return {} if timestamp is None else {"timestamp": timestamp}
 

@@ -168,8 +168,28 @@ def test_the_gpu_exporter_emits_lost_recovered_and_xid_events() -> None:
         _cycles(exporter, clock, 2)
         nv.restore_gpu(1)
         _cycles(exporter, clock, 2)
+        nv.set_throttle(0, 0x40)  # HwThermalSlowdown
+        _cycles(exporter, clock, 3)
+        nv.set_throttle(0, 0)
+        _cycles(exporter, clock, 1)
     finally:
         events.detach(sink)
     assert [(d["event"]["action"], d["gpu"]["index"]) for d in sink.docs] == [
-        ("gpu.xid", 0), ("gpu.lost", 1), ("gpu.recovered", 1)]
+        ("gpu.xid", 0), ("gpu.lost", 1), ("gpu.recovered", 1), ("gpu.throttle.start", 0), ("gpu.throttle.stop", 0)]
+    assert sink.docs[3]["gpu"]["throttle"]["reasons"] == ["hw_thermal_slowdown"] and sink.docs[4]["event"]["duration"] > 0
     assert sink.docs[0]["event"]["code"] == "79" and sink.docs[1]["event"]["code"] == "GpuIsLost"
+
+
+def test_throttle_episodes_from_clock_event_masks() -> None:
+    from gpulens.exporters.gpu.nvml import CLOCK_EVENT_REASONS as BITS
+
+    episodes = events.ThrottleEpisodes(BITS)
+    assert episodes.update(GPU, BITS["gpu_idle"], T0) is None  # idle is not throttling
+    start = episodes.update(GPU, BITS["sw_power_cap"] | BITS["gpu_idle"], T0 + 1)
+    assert start is not None and start.action == "gpu.throttle.start" and start.code == "sw_power_cap"
+    assert episodes.update(GPU, BITS["sw_power_cap"] | BITS["hw_thermal_slowdown"], T0 + 2) is None  # same episode
+    assert episodes.update(GPU, None, T0 + 3) is None  # not read this time
+    stop = episodes.update(GPU, 0, T0 + 5.5)
+    assert stop is not None and stop.action == "gpu.throttle.stop" and stop.duration_seconds == 4.5
+    assert stop.code == "sw_power_cap" and stop.timestamp == T0 + 5.5
+    assert episodes.update(GPU, 0, T0 + 6) is None

@@ -21,6 +21,7 @@ from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.gpm import GpmReader
 from gpulens.exporters.gpu.mig import MigReader
 from gpulens.exporters.gpu.nvml import (
+    CLOCK_EVENT_REASONS,
     Caller,
     GpuLost,
     GpuReading,
@@ -91,6 +92,7 @@ class Sampler:
         self._log = log or logging.getLogger("gpulens.sampler")
         self._nvml_state = StateLog(self._log, "nvml")
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._throttle = gpulens_events.ThrottleEpisodes(CLOCK_EVENT_REASONS)  # gpu.throttle.start/stop events
         self._devices: list[_Device] = []
         self._initialized = False
         self._nvml_error = ""
@@ -260,6 +262,9 @@ class Sampler:
             return GpuReading(identity=device.identity, up=False)
         if was_lost:
             gpulens_events.emit(gpulens_events.gpu_recovered(gpulens_events.Gpu(device.index, device.identity.uuid)))
+        episode = self._throttle.update(gpulens_events.Gpu(device.index, device.identity.uuid), reading.clock_events, self._wall())
+        if episode is not None:
+            gpulens_events.emit(episode)
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
