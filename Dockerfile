@@ -1,5 +1,5 @@
 # The gpulens image used by k8s/: entrypoint `gpulens`, the subcommand in the pod's args
-# (gpu-exporter, kserve-exporter, probe, logship, ...).
+# (gpu-exporter, kserve-exporter, probe, logship, elk-setup, ...).
 #
 #   docker build -t ghcr.io/gpulens/gpulens:0.1.0 .                          # exporters, probe, shipper
 #   docker build --build-arg EXTRAS=kserve,probe,elk,canary -t …-canary .    # + torch for the GPU canary
@@ -24,6 +24,7 @@ COPY exporters exporters
 COPY probes probes
 COPY dashboards dashboards
 COPY alerts alerts
+COPY elk elk
 RUN /opt/gpulens/bin/pip install ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}

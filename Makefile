@@ -67,6 +67,7 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/gpu_exporter.py
+	$(BIN)/python bench/logship.py
 
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
@@ -74,8 +75,8 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench k8s
-	$(BIN)/mypy gpulens exporters probes dashboards alerts k8s
+	$(BIN)/ruff check gpulens exporters probes dashboards alerts elk tests bench k8s
+	$(BIN)/mypy gpulens exporters probes dashboards alerts elk k8s
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md
