@@ -31,8 +31,8 @@ from gpulens.sim.models import MODELS, MigProfile, Model
 DRIVER_VERSION = "570.86.15"
 CUDA_DRIVER_VERSION = 12080
 NO_INSTANCE = 0xFFFFFFFF  # NVML's gpuInstanceId/computeInstanceId for "not a MIG process or event"
-MIN_GPM_INTERVAL_S = 0.1
-MAX_PENDING_EVENTS = 10_000  # events raised before any set registered their GPU, kept for the first one  # closer samples make nvmlGpmMetricsGet raise NVMLError_InvalidArgument
+MIN_GPM_INTERVAL_S = 0.1  # closer samples make nvmlGpmMetricsGet raise NVMLError_InvalidArgument
+MAX_PENDING_EVENTS = 10_000  # events raised before any set registered their GPU, kept for the first one
 
 _BUCKET_S = 5.0  # the load curve is linear between seeded values 5 s apart ...
 _BUCKETS = 48  # ... repeating every 4 minutes
