@@ -17,9 +17,11 @@ from typing import Any
 
 import pynvml
 
+from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.gpm import GpmReader
 from gpulens.exporters.gpu.mig import MigReader
 from gpulens.exporters.gpu.nvml import (
+    CLOCK_EVENT_REASONS,
     Caller,
     GpuLost,
     GpuReading,
@@ -104,6 +106,7 @@ class Sampler:
         self._log = log or logging.getLogger("gpulens.sampler")
         self._nvml_state = StateLog(self._log, "nvml")
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._throttle = gpulens_events.ThrottleEpisodes(CLOCK_EVENT_REASONS)  # gpu.throttle.start/stop events
         self._devices: list[_Device] = []
         self._initialized = False
         self._nvml_error = ""
@@ -253,6 +256,7 @@ class Sampler:
         return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, log)
 
     def _read(self, device: _Device) -> GpuReading:
+        was_lost = device.lost
         if device.lost:
             recovered = self._open(device.index, device)
             if recovered.lost:
@@ -268,9 +272,15 @@ class Sampler:
             device.gpm.close()
             device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
                                gpu={"index": device.index, "uuid": device.identity.uuid})
+            gpulens_events.emit(gpulens_events.gpu_lost(gpulens_events.Gpu(device.index, device.identity.uuid), "GpuIsLost"))
             return GpuReading(identity=device.identity, up=False)
         reading = replace(reading, pcie_tx=device.monotonic("pcie_tx", reading.pcie_tx),
                           pcie_rx=device.monotonic("pcie_rx", reading.pcie_rx))
+        if was_lost:
+            gpulens_events.emit(gpulens_events.gpu_recovered(gpulens_events.Gpu(device.index, device.identity.uuid)))
+        episode = self._throttle.update(gpulens_events.Gpu(device.index, device.identity.uuid), reading.clock_events, self._wall())
+        if episode is not None:
+            gpulens_events.emit(episode)
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
