@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Every extra the tests exercise. torch first, pinned: pip then keeps that CPU build instead of
 # resolving `torch>=…` for kserve's extra to a multi-GB CUDA build.
-EXTRAS ?= test,kserve,probe,modelserver,elk
+EXTRAS ?= test,kserve,probe,modelserver,elk,dashboards
 TORCH ?= torch==2.13.0
 
 $(STAMP): pyproject.toml
