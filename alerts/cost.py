@@ -41,4 +41,4 @@ def records(cfg: AlertConfig) -> list[Record]:
 
 
 def groups(cfg: AlertConfig) -> list[Group]:
-    return [Group("gpulens-cost.rules", "cost", tuple(records(cfg)))]
+    return [Group("gpulens-cost", "cost", tuple(records(cfg)))]

@@ -94,5 +94,5 @@ def alerts(cfg: AlertConfig) -> list[Alert]:
 
 
 def groups(cfg: AlertConfig) -> list[Group]:
-    return [Group("gpulens-gpu.rules", "gpu", tuple(records(cfg))),
-            Group("gpulens-gpu.alerts", "gpu", tuple(alerts(cfg)))]
+    # One group, records first: rules in a group run in order, so an alert never reads a stale record.
+    return [Group("gpulens-gpu", "gpu", (*records(cfg), *alerts(cfg)))]

@@ -56,5 +56,4 @@ def alerts(cfg: AlertConfig) -> list[Alert]:
 
 
 def groups(cfg: AlertConfig) -> list[Group]:
-    return [Group("gpulens-inference.rules", "inference", tuple(records(cfg))),
-            Group("gpulens-inference.alerts", "inference", tuple(alerts(cfg)))]
+    return [Group("gpulens-inference", "inference", (*records(cfg), *alerts(cfg)))]

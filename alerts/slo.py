@@ -187,6 +187,6 @@ def alerts(slo: Slo) -> list[Alert]:
 def groups(slos: list[Slo]) -> list[Group]:
     out = []
     for slo in slos:
-        out.append(Group(f"gpulens-slo-{slo.name}.rules", "slo", tuple(records(slo))))
-        out.append(Group(f"gpulens-slo-{slo.name}.alerts", "slo", tuple(alerts(slo))))
+        # Records first in the same group: the burn-rate alerts read this evaluation's ratios.
+        out.append(Group(f"gpulens-slo-{slo.name}", "slo", (*records(slo), *alerts(slo))))
     return out
