@@ -9,6 +9,8 @@ import pytest
 
 from tests.tools import require_tool
 
+pytest_plugins = ["tests.gpulens_stack"]  # the Prometheus + Alertmanager stack of tests/dashboards and tests/alerts
+
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
