@@ -13,6 +13,9 @@ from gpulens.metrics import gpu as g
 ACTIVITY = "gpulens:gpu_activity:ratio"
 IDLE_POWER = "gpulens:gpu_idle_power_threshold:watts"
 WHERE = "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }}"
+# How one GPU is matched across families: uuids are unique, but scoping by cluster and node keeps a
+# cloned or simulated uuid on two nodes from breaking one-to-one matching.
+GPU_KEY = "cluster, node, uuid"
 THROTTLE_REASONS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 
 
@@ -22,8 +25,8 @@ def _num(x: float) -> str:
 
 def records(cfg: AlertConfig) -> list[Record]:
     # "Is this GPU busy": GPM SM activity (Hopper+, whole-GPU series) where the GPU has it, else NVML
-    # utilization. `or on(uuid)` keeps a GPU's utilization only when it has no SM-activity series.
-    activity = Record(ACTIVITY, f'{selector(g.GPM_SM.name, gpu_instance_id="")} or on(uuid) {g.GPU_UTIL.name}')
+    # utilization. `or on(...)` keeps a GPU's utilization only when that GPU has no SM-activity series.
+    activity = Record(ACTIVITY, f'{selector(g.GPM_SM.name, gpu_instance_id="")} or on({GPU_KEY}) {g.GPU_UTIL.name}')
     by = "cluster, node, gpu, uuid"
     per_model = [f'max by ({by}) ({selector(g.GPU_INFO.name, name=model)}) * 0 + {_num(watts)}'
                  for model, watts in sorted(cfg.idle_power_watts.items())]
@@ -52,7 +55,8 @@ def alerts(cfg: AlertConfig) -> list[Alert]:
         Alert("GpulensGpuRowRemapPending", f"{g.ROW_REMAP_PENDING.name} == 1", "15m", "warning",
               "GPU needs a reset for a pending row remap on node {{ $labels.node }}",
               f"{WHERE} has a memory row remap pending; reset the GPU at the next drain."),
-        Alert("GpulensGpuLost", f"{g.GPU_UP.name} == 0", "1m", "critical",
+        # While NVML itself is down every GPU reads as not up: that is GpulensNvmlDown, not a lost GPU.
+        Alert("GpulensGpuLost", f"{g.GPU_UP.name} == 0\nand on(cluster, node, instance) {g.NVML_UP.name} == 1", "1m", "critical",
               "GPU lost on node {{ $labels.node }}",
               f"{WHERE} stopped answering NVML (GpuIsLost, usually XID 79: fell off the bus)."),
         Alert("GpulensNodeGpusMissing",
@@ -71,8 +75,8 @@ def alerts(cfg: AlertConfig) -> list[Alert]:
               f"{WHERE} has {{{{ $value | humanizePercentage }}}} of its memory allocated "
               "(pod {{ $labels.namespace }}/{{ $labels.pod }})."),
         Alert("GpulensGpuAllocatedIdle",
-              f"max_over_time({ACTIVITY}[30m]) == 0\nand on(uuid) ({g.POWER.name} < on(uuid) {IDLE_POWER})\n"
-              f"and on(uuid) {g.GPU_ALLOCATION.name}",
+              f"max_over_time({ACTIVITY}[30m]) == 0\nand on({GPU_KEY}) ({g.POWER.name} < on({GPU_KEY}) {IDLE_POWER})\n"
+              f"and on({GPU_KEY}) {g.GPU_ALLOCATION.name}",
               cfg.idle_for, "warning", "GPU allocated to {{ $labels.namespace }}/{{ $labels.pod }} but idle",
               f"{WHERE} is allocated to pod {{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} and has done no work for "
               f"{cfg.idle_for} (activity 0, power below the idle threshold): release it or scale the workload down."),

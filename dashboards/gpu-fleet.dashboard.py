@@ -1,7 +1,7 @@
 """GPU Fleet: every GPU of the selected clusters and nodes, what it is doing, what breaks, what it costs."""
 
 from gpulens.alerts import cost
-from gpulens.alerts.gpu import ACTIVITY, THROTTLE_REASONS
+from gpulens.alerts.gpu import ACTIVITY, GPU_KEY, THROTTLE_REASONS
 from gpulens.alerts.rule import selector as s
 from gpulens.dashboards import panels as p
 from gpulens.dashboards.uids import FLEET, INFERENCE, NODE, PROBE
@@ -9,7 +9,7 @@ from gpulens.metrics import gpu as g
 
 F = {"cluster": "~$cluster", "node": "~$node"}
 NS = {**F, "namespace": "~$namespace"}
-IDLE = f"max_over_time({s(ACTIVITY, **F)}[30m]) == 0 and on(uuid) {g.GPU_ALLOCATION.name}"
+IDLE = f"max_over_time({s(ACTIVITY, **F)}[30m]) == 0 and on({GPU_KEY}) {g.GPU_ALLOCATION.name}"
 
 variables = [
     p.query_variable("cluster", "Cluster", f"label_values({g.GPU_INFO.name}, cluster)"),

@@ -21,6 +21,7 @@ import logging
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -65,8 +66,11 @@ def wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as err:  # Prometheus explains a bad query in the body
+        raise AssertionError(f"{err.code} from {urllib.parse.unquote(url)}: {err.read().decode()[:500]}") from err
 
 
 class Webhook:
@@ -118,11 +122,8 @@ class Node:
     exporter: GpuExporter
     server: MetricsServer
     kubelet: FakeKubelet
+    uuids: list[str]  # by GPU index, as the exporter enumerated them
     release: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def uuids(self) -> list[str]:
-        return [self.nvml.nvmlDeviceGetUUID(self.nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(self.nvml.nvmlDeviceGetCount())]
 
     def stop(self) -> None:
         self.release.set()  # un-hang a hung NVML call so the sampler thread can finish
@@ -131,8 +132,8 @@ class Node:
         self.kubelet.stop()
 
 
-def _node(name: str, tmp: Path, count: int, prepare: Callable[[SimulatedNVML], None] = lambda nv: None) -> Node:
-    nvml = SimulatedNVML(count=count, model="h100")
+def _node(name: str, tmp: Path, count: int, seed: int, prepare: Callable[[SimulatedNVML], None] = lambda nv: None) -> Node:
+    nvml = SimulatedNVML(count=count, model="h100", seed=seed)  # own seed: uuids differ between nodes
     prepare(nvml)
     kubelet = FakeKubelet(str(tmp / f"{name}.sock")).start()
     pods = PodResourcesWatcher(kubelet.socket_path, interval=0.5, log=LOG)
@@ -147,7 +148,7 @@ def _node(name: str, tmp: Path, count: int, prepare: Callable[[SimulatedNVML], N
     gpus = [g.identity.uuid for g in snapshot.gpus]
     kubelet.set_pods(demo_pods(gpus, [m.uuid for g in snapshot.gpus for m in g.mig]))
     pods.refresh()
-    return Node(name, nvml, exporter, server, kubelet)
+    return Node(name, nvml, exporter, server, kubelet, gpus)
 
 
 def _gpu_node_1(nv: SimulatedNVML) -> None:
@@ -190,7 +191,7 @@ class Prometheus:
     def ready(self) -> bool:
         try:
             return _get(f"{self.url}/api/v1/status/runtimeinfo")["status"] == "success"
-        except OSError:
+        except (OSError, AssertionError):  # not listening, or 503 while starting
             assert self.proc.poll() is None, "prometheus exited; see prometheus.log"
             return False
 
@@ -286,9 +287,9 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nodes: dict[str, Node] = {}
     prom = am = None
     try:
-        nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, _gpu_node_1)
-        nodes["gpu-node-2"] = _node("gpu-node-2", tmp, 2)
-        nodes["gpu-node-3"] = _node("gpu-node-3", tmp, 2)
+        nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, 1, _gpu_node_1)
+        nodes["gpu-node-2"] = _node("gpu-node-2", tmp, 2, 2)
+        nodes["gpu-node-3"] = _node("gpu-node-3", tmp, 2, 3)
         targets = {name: f"127.0.0.1:{n.server.port}" for name, n in nodes.items()}
         targets["gpu-node-4"] = f"127.0.0.1:{free_port()}"  # nothing listens: up == 0
         (tmp / "pagerduty-routing-key").write_text("R0UT1NGK3Y0000000000000000000000\n")
