@@ -72,6 +72,8 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "dashboards import": Command("gpulens.dashboards.importer:DashboardsImportConfig",
+                                 "Push the gpulens dashboards to Grafana (overwrite by uid).", "gpulens.dashboards.importer:main"),
 }
 
 
@@ -88,6 +90,9 @@ def build_parser() -> tuple[_Parser, dict[str, _Parser]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, subparsers = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if " ".join(argv[:2]) in COMMANDS:  # two-word commands ("dashboards import") are one registry key
+        argv = [" ".join(argv[:2]), *argv[2:]]
     ns, extra = parser.parse_known_args(argv)
     if ns.command is None:
         parser.print_help()
