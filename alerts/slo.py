@@ -5,7 +5,7 @@ request counter, latency and time-to-first-token as "fraction of requests under 
 off a histogram bucket, which is why T must be a bucket boundary of the source histogram.
 
     name: llama                      # unique; becomes the `slo` label
-    source: server                   # server (gpulens_model_*) or probe (gpulens_probe_*)
+    source: server                   # server (the KServe exporter's model families) or probe
     selector: {namespace: models, inferenceservice: llama}
     window: 30d
     availability: 0.999              # objective: fraction of requests that succeed

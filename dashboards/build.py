@@ -32,7 +32,7 @@ def sources(directory: Path = ROOT) -> list[Path]:
 
 def load(path: Path) -> Any:
     """The `dashboard` object a source defines (sources have dots in their names, so no plain import)."""
-    name = "gpulens_dashboard_" + path.name.removesuffix(".dashboard.py").replace("-", "_")
+    name = "gpulensdash_" + path.name.removesuffix(".dashboard.py").replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

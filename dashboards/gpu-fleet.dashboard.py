@@ -28,7 +28,7 @@ rows = [
         (p.stat("Allocated but idle", [p.q(f"count({IDLE})")], "none",
                 "GPUs a pod holds that had zero activity for 30 minutes.", steps=((None, "green"), (1, "orange"))), 4),
         (p.table("GPUs by node and model", [p.q(f"count by (cluster, node, name) ({s(g.GPU_INFO.name, **F)})", table=True)],
-                 "none", "Count of GPUs per node and model (gpulens_gpu_info.name).", links=[p.NODE_LOGS]), 8),
+                 "none", f"Count of GPUs per node and model ({g.GPU_INFO.name} name label).", links=[p.NODE_LOGS]), 8),
     ]),
     ("Utilization and memory", [
         (p.heatmap("Activity across GPUs", [p.q(s(ACTIVITY, **F), "{{node}}/{{gpu}}")], "percentunit",

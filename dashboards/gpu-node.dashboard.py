@@ -27,7 +27,7 @@ def ts(title: str, family: g.Family, unit: str, description: str, **kw: object) 
 rows = [
     ("Identity and health", [
         (p.table("GPUs", [p.q(s(g.GPU_INFO.name, **S), table=True)], "none",
-                 "Model, PCI bus id, serial, VBIOS, driver and CUDA versions (gpulens_gpu_info)."), 12),
+                 f"Model, PCI bus id, serial, VBIOS, driver and CUDA versions ({g.GPU_INFO.name})."), 12),
         (p.stat("GPUs up", [p.q(f"sum({s(g.GPU_UP.name, **S)})")], "none", "GPUs answering NVML."), 3),
         (p.stat("NVML", [p.q(s(g.NVML_UP.name, **N))], "bool_on_off", "1 while NVML is initialised on the node.",
                 steps=((None, "red"), (1, "green"))), 3),
