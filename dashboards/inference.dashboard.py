@@ -8,8 +8,8 @@ from gpulens.dashboards.uids import FLEET, INFERENCE, NODE, PROBE
 from gpulens.metrics import gpu as g
 from gpulens.metrics import kserve as k
 
-I = {"cluster": "~$cluster", "namespace": "~$namespace", "inferenceservice": "~$inferenceservice"}
-M = {**I, "model": "~$model"}
+ISVC = {"cluster": "~$cluster", "namespace": "~$namespace", "inferenceservice": "~$inferenceservice"}
+M = {**ISVC, "model": "~$model"}
 BY = "namespace, inferenceservice, model"
 LM = "{{inferenceservice}}/{{model}}"
 # GPUs of a service through pod attribution: KServe names predictor pods <isvc>-predictor-….
@@ -20,7 +20,7 @@ variables = [
     p.query_variable("namespace", "Namespace", f'label_values({s(k.ISVC_INFO.name, cluster="~$cluster")}, namespace)'),
     p.query_variable("inferenceservice", "InferenceService",
                      f'label_values({s(k.ISVC_INFO.name, cluster="~$cluster", namespace="~$namespace")}, inferenceservice)'),
-    p.query_variable("model", "Model", f"label_values({s(k.REQUESTS.name, **I)}, model)"),
+    p.query_variable("model", "Model", f"label_values({s(k.REQUESTS.name, **ISVC)}, model)"),
 ]
 
 
@@ -30,13 +30,14 @@ def rec(name: str) -> str:
 
 rows = [
     ("Health", [
-        (p.state_timeline("Ready", [p.q(s(k.ISVC_READY.name, **I), "{{namespace}}/{{inferenceservice}}")],
+        (p.state_timeline("Ready", [p.q(s(k.ISVC_READY.name, **ISVC), "{{namespace}}/{{inferenceservice}}")],
                           "The InferenceService's Ready condition.", steps=((None, "red"), (1, "green")), links=[p.POD_LOGS]), 12),
         (p.timeseries("Replicas", [
-            p.q(f"sum by (inferenceservice, component) ({s(k.ISVC_REPLICAS_DESIRED.name, **I)})", "{{inferenceservice}} {{component}}"),
-            p.q(f"sum by (inferenceservice, component) ({s(k.ISVC_REPLICAS_READY.name, **I)})", "{{inferenceservice}} {{component}} ready"),
+            p.q(f"sum by (inferenceservice, component) ({s(k.ISVC_REPLICAS_DESIRED.name, **ISVC)})", "{{inferenceservice}} {{component}}"),
+            p.q(f"sum by (inferenceservice, component) ({s(k.ISVC_REPLICAS_READY.name, **ISVC)})",
+                "{{inferenceservice}} {{component}} ready"),
         ], "none", "Pods per component, and how many are Ready.", minimum=0), 6),
-        (p.table("Conditions", [p.q(f"{s(k.ISVC_CONDITION.name, **I)} == 1", table=True)], "none",
+        (p.table("Conditions", [p.q(f"{s(k.ISVC_CONDITION.name, **ISVC)} == 1", table=True)], "none",
                  "Every status condition and its status."), 6),
     ]),
     ("Traffic and errors", [
@@ -68,9 +69,9 @@ rows = [
     ]),
     ("Rollout", [
         (p.timeseries("Traffic per revision (canary)", [
-            p.q(s(k.ISVC_TRAFFIC.name, **I), "{{inferenceservice}} {{revision}} {{tag}}"),
+            p.q(s(k.ISVC_TRAFFIC.name, **ISVC), "{{inferenceservice}} {{revision}} {{tag}}"),
         ], "percentunit", "Share of traffic per revision: a canary rollout shows two.", minimum=0, maximum=1), 12),
-        (p.timeseries("Revision mismatch", [p.q(s(k.ISVC_REVISION_MISMATCH.name, **I), "{{inferenceservice}} {{component}}")], "none",
+        (p.timeseries("Revision mismatch", [p.q(s(k.ISVC_REVISION_MISMATCH.name, **ISVC), "{{inferenceservice}} {{component}}")], "none",
                       "1 while the latest created revision is not the latest ready one.", steps=((None, "green"), (1, "red"))), 12),
     ]),
     ("GPUs serving it", [
@@ -79,11 +80,11 @@ rows = [
                       links=[p.node_dashboard_link(NODE), p.POD_LOGS]), 12),
         (p.timeseries("GPU memory of its pods", [p.q(s(g.MEM_USED.name, **PODS), "{{pod}} GPU {{gpu}}")], "bytes",
                       "Memory on the GPUs the predictor pods hold.", minimum=0), 12),
-        (p.stat("GPUs allocated", [p.q(s(cost.ISVC_ALLOCATED, **I), "{{inferenceservice}}")], "none",
+        (p.stat("GPUs allocated", [p.q(s(cost.ISVC_ALLOCATED, **ISVC), "{{inferenceservice}}")], "none",
                 "Devices the service's pods hold."), 8),
-        (p.stat("Mean GPU activity", [p.q(s(cost.ISVC_ACTIVITY, **I), "{{inferenceservice}}")], "percentunit",
+        (p.stat("Mean GPU activity", [p.q(s(cost.ISVC_ACTIVITY, **ISVC), "{{inferenceservice}}")], "percentunit",
                 "Mean activity of those devices.", minimum=0, maximum=1, steps=((None, "red"), (0.2, "orange"), (0.5, "green"))), 8),
-        (p.stat("Cost per 1000 inferences", [p.q(s(cost.ISVC_COST, **I), "{{inferenceservice}}")], "currencyUSD",
+        (p.stat("Cost per 1000 inferences", [p.q(s(cost.ISVC_COST, **ISVC), "{{inferenceservice}}")], "currencyUSD",
                 "GPUs × hourly GPU price / thousands of requests per hour."), 8),
     ]),
 ]

@@ -37,8 +37,9 @@ class PromTarget(G.Target):  # type: ignore[misc]
 
 def q(expr: str, legend: str = "", instant: bool = False, exemplar: bool = False, table: bool = False) -> PromTarget:
     """One query; refIds are assigned by `panel()` in order."""
-    return PromTarget(expr=expr, legendFormat=legend, instant=instant or table, exemplar=exemplar,
-                      format="table" if table else "time_series", datasource=DATASOURCE, intervalFactor=1)
+    fields: dict[str, Any] = dict(expr=expr, legendFormat=legend, instant=instant or table, exemplar=exemplar,
+                                  format="table" if table else "time_series", datasource=DATASOURCE, intervalFactor=1)
+    return PromTarget(**fields)  # grafanalib's attrs fields are invisible to mypy
 
 
 # --- variables -----------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def dashboard_link(uid: str, title: str) -> G.DashboardLink:
     return G.DashboardLink(title=title, uri=f"/d/{uid}", type="link", keepTime=True, includeVars=True, icon="dashboard")
 
 
-def kibana_logs_link(filters: Sequence[tuple[str, str]]) -> dict[str, str]:
+def kibana_logs_link(filters: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """A Discover URL over the clicked series' time range, filtered on ECS fields from series labels."""
     kuery = " and ".join(f'{field}:"${{__field.labels.{label}}}"' for field, label in filters)
     url = ("${kibana_url}/app/discover#/?_g=(time:(from:'${__from:date:iso}',to:'${__to:date:iso}'))"
@@ -81,7 +82,7 @@ def kibana_logs_link(filters: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 NODE_LOGS = kibana_logs_link([("kubernetes.node.name", "node")])
 POD_LOGS = kibana_logs_link([("kubernetes.namespace", "namespace"), ("kubernetes.pod.name", "pod")])
-JAEGER_TRACE = {"title": "Trace in Jaeger", "url": "${jaeger_url}/trace/${__data.fields.trace_id}", "targetBlank": True}
+JAEGER_TRACE: dict[str, Any] = {"title": "Trace in Jaeger", "url": "${jaeger_url}/trace/${__data.fields.trace_id}", "targetBlank": True}
 
 
 def node_dashboard_link(uid: str) -> dict[str, str]:

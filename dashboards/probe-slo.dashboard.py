@@ -46,7 +46,8 @@ rows = [
             minimum=0, links=TRACES), 12),
         (p.timeseries("Latency by phase (p95)", [
             p.q(quantile(0.95, probe.PHASE_DURATION.name, "phase"), "{{phase}}", exemplar=True),
-        ], "s", "Where the time goes: connect, tls, write, server, read, decode.", minimum=0, links=TRACES, stacking={"mode": "normal"}), 12),
+        ], "s", "Where the time goes: connect, tls, write, server, read, decode.", minimum=0, links=TRACES,
+            stacking={"mode": "normal"}), 12),
         (p.timeseries("Time to first token (LLM, p95)", [p.q(quantile(0.95, probe.TTFT.name), LT, exemplar=True)], "s",
                       "Time from request start to the first streamed token.", minimum=0, links=TRACES), 8),
         (p.timeseries("Output tokens per second (LLM)", [p.q(s(probe.TOKENS_PER_SECOND.name, **T), LT)], "none",

@@ -35,7 +35,7 @@ FAULTS = {
     "GpulensGpuMemoryNearlyFull": Fault({**N1, "gpu": str(HOT_GPU), "namespace": "models"}),
     "GpulensGpuAllocatedIdle": Fault({**N1, "gpu": str(IDLE_GPU), "namespace": "models"}),
     "GpulensGpuExporterDown": Fault({"node": "gpu-node-4", "job": JOB}),
-    "GpulensGpuExporterAbsent": Fault({"job": "gpulens-gpu-exporter-not-deployed"}, {"gpu_exporter_job": "gpulens-gpu-exporter-not-deployed"}),
+    "GpulensGpuExporterAbsent": Fault({"job": "not-deployed"}, {"gpu_exporter_job": "not-deployed"}),
     "GpulensNvmlDown": Fault({"node": "gpu-node-2"}),
     "GpulensGpuSampleStale": Fault({"node": "gpu-node-3"}, {"sample_stale_seconds": 2.0}),
 }

@@ -56,7 +56,8 @@ def test_shipped_specs_generate_recording_rules_and_three_burn_tiers() -> None:
         assert {slo.ERRORS.format(w) for w in (*slo.WINDOWS, spec.window)} <= records
         alerts = slo.alerts(spec)
         assert len(alerts) == 3 * len(spec.objectives)
-        tiers = sorted((a.severity, dict(a.labels)["long_window"]) for a in alerts if dict(a.labels)["objective"] == spec.objectives[0].kind)
+        first = spec.objectives[0].kind
+        tiers = sorted((a.severity, dict(a.labels)["long_window"]) for a in alerts if dict(a.labels)["objective"] == first)
         assert tiers == [("critical", "1h"), ("critical", "6h"), ("warning", "3d")]
 
 

@@ -130,7 +130,8 @@ def test_wrong_token_is_reported_not_a_traceback(grafana: FakeGrafana, tmp_path:
 @pytest.mark.parametrize(("args", "message"), [
     (["--token-file", "/nonexistent/token"], "grafana_url: must be an http(s) URL, got ''"),
     (["--grafana-url", "http://g"], "token_file: required (a file holding a Grafana service-account token)"),
-    (["--grafana-url", "http://g", "--token-file", "/nonexistent/token"], "token_file: cannot read /nonexistent/token: No such file or directory"),
+    (["--grafana-url", "http://g", "--token-file", "/nonexistent/token"],
+     "token_file: cannot read /nonexistent/token: No such file or directory"),
 ])
 def test_bad_config_exits_2_with_the_key(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dashboards", "import", *args]) == 2
