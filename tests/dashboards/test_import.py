@@ -143,3 +143,13 @@ def test_unreachable_grafana_exits_1(token_file: Path, capsys: pytest.CaptureFix
 
     assert main(["dashboards", "import", "--grafana-url", f"http://127.0.0.1:{free_port()}", "--token-file", str(token_file)]) == 1
     assert "cannot reach" in capsys.readouterr().out
+
+
+def test_readme_documents_every_flag() -> None:
+    import dataclasses
+
+    from gpulens.dashboards.importer import DashboardsImportConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for f in dataclasses.fields(DashboardsImportConfig):
+        assert f"`--{f.name.replace('_', '-')}`" in readme, f.name

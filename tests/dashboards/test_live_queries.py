@@ -57,11 +57,16 @@ def interpolate(expr: str, dashboard: dict[str, Any]) -> str:
     return expr
 
 
+_RECORDS: dict[str, str] = {}
+
+
 def _rule_dependencies(stack: Stack) -> dict[str, str]:
     """Recording rule name → its expression, from the rules Prometheus loaded."""
     import yaml
 
-    out: dict[str, str] = {}
+    if _RECORDS:
+        return _RECORDS
+    out = _RECORDS
     for text in stack.rules.values():
         for group in yaml.safe_load(text)["groups"]:
             for rule in group["rules"]:
