@@ -14,7 +14,7 @@ IDLE = f"max_over_time({s(ACTIVITY, **F)}[30m]) == 0 and on({GPU_KEY}) {g.GPU_AL
 variables = [
     p.query_variable("cluster", "Cluster", f"label_values({g.GPU_INFO.name}, cluster)"),
     p.query_variable("node", "Node", f'label_values({s(g.GPU_INFO.name, cluster="~$cluster")}, node)'),
-    p.query_variable("namespace", "Namespace", f'label_values({s(g.GPU_ALLOCATION.name, **F)}, namespace)'),
+    p.query_variable("namespace", "Namespace", f'label_values({s(g.GPU_ALLOCATION.name, **F)}, namespace)', all_value=".+"),
 ]
 gpu_link = [p.node_dashboard_link(NODE), p.NODE_LOGS]
 

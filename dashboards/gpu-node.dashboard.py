@@ -112,8 +112,9 @@ rows = [
             p.q(f"sum by (gpu) (rate({s(g.NVLINK_RX.name, **S)}{RATE}))", "GPU {{gpu}} rx"),
             p.q(s(g.GPM_NVLINK_TX.name, **S), "GPU {{gpu}} tx (GPM)"), p.q(s(g.GPM_NVLINK_RX.name, **S), "GPU {{gpu}} rx (GPM)"),
         ], "Bps", "NVLink bytes per second, all links."), 8),
-        (p.timeseries("NVLink links up", [p.q(f"sum by (gpu) ({s(g.NVLINK_UP.name, **S)})", L)], "none",
-                      "Active NVLink links per GPU."), 8),
+        (p.timeseries("NVLink links up", [
+            p.q(s(g.NVLINK_LINKS_UP.name, **S), "GPU {{gpu}} up"), p.q(s(g.NVLINK_LINKS.name, **S), "GPU {{gpu}} links"),
+        ], "none", "Active NVLink links against the links the GPU has."), 8),
         (p.timeseries("NVLink errors", [p.q(f"sum by (gpu, type) (rate({s(g.NVLINK_ERRORS.name, **S)}{RATE}))", "GPU {{gpu}} {{type}}")],
                       "ops", "NVLink replay, recovery and CRC errors per second."), 8),
     ]),

@@ -49,10 +49,12 @@ def datasource_variable() -> G.Template:
                       hide=0)
 
 
-def query_variable(name: str, label: str, query: str, multi: bool = True, include_all: bool = True) -> G.Template:
-    """`label_values(...)` over the datasource; All means `.*` so series without the label still match."""
+def query_variable(name: str, label: str, query: str, multi: bool = True, include_all: bool = True,
+                   all_value: str = ".*") -> G.Template:
+    """`label_values(...)` over the datasource; All means `.*` so series without the label still match
+    (`.+` where only labelled series belong, e.g. namespaces of attributed GPUs)."""
     return G.Template(name=name, label=label, query=query, dataSource=DATASOURCE, type="query", refresh=2, sort=1,
-                      multi=multi, includeAll=include_all, allValue=".*" if include_all else None,
+                      multi=multi, includeAll=include_all, allValue=all_value if include_all else None,
                       default="$__all" if include_all else "")
 
 

@@ -72,6 +72,9 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "kserve-exporter": Command("gpulens.exporters.kserve.config:KserveExporterConfig",
+                               "Export InferenceService state and normalised model-server stats (Deployment, :9446).",
+                               "gpulens.exporters.kserve.app:main"),
     "dashboards import": Command("gpulens.dashboards.importer:DashboardsImportConfig",
                                  "Push the gpulens dashboards to Grafana (overwrite by uid).", "gpulens.dashboards.importer:main"),
 }

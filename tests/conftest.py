@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gpulens.sim.modelserver import ModelServerProcess
 from tests.tools import require_tool
 
 pytest_plugins = ["tests.gpulens_stack"]  # the Prometheus + Alertmanager stack of tests/dashboards and tests/alerts
@@ -31,3 +33,16 @@ def certdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
                    check=True, capture_output=True)
     return d
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerProcess]:
+    """The real KServe ModelServer with the demo torch models, once per session (startup costs ~10 s).
+
+    Models: classifier, slow (sleeps `delay_seconds`), broken (500), wrong-shape. Tests that count
+    requests read the server's /metrics before and after, since other tests share it.
+    """
+    log = tmp_path_factory.mktemp("modelserver") / "modelserver.log"
+    server = ModelServerProcess(delay_seconds=0.05, log_path=str(log)).start()
+    yield server
+    server.stop()

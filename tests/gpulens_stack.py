@@ -132,23 +132,22 @@ class Node:
         self.kubelet.stop()
 
 
-def _node(name: str, tmp: Path, count: int, seed: int, prepare: Callable[[SimulatedNVML], None] = lambda nv: None) -> Node:
+def _node(name: str, tmp: Path, count: int, seed: int, prepare: Callable[[SimulatedNVML], None] = lambda nv: None,
+          after: Callable[[SimulatedNVML], None] = lambda nv: None) -> Node:
     nvml = SimulatedNVML(count=count, model="h100", seed=seed)  # own seed: uuids differ between nodes
     prepare(nvml)
+    devices = nvml.devices()
     kubelet = FakeKubelet(str(tmp / f"{name}.sock")).start()
+    kubelet.set_pods(demo_pods(devices))
+    after(nvml)
     pods = PodResourcesWatcher(kubelet.socket_path, interval=0.5, log=LOG)
     cfg = GpuExporterConfig(listen_address="127.0.0.1", port=0, interval_seconds=0.5, processes=True)
     exporter = GpuExporter(cfg, nvml, "simulated", name, pods, LOG)
     server = MetricsServer("127.0.0.1", 0, exporter.render_parts, exporter.ready, None, title=name, log=LOG)
-    exporter.on_rendered = server.prime
     server.start()
     exporter.start()
-    snapshot = exporter.sampler.snapshot
-    assert snapshot is not None
-    gpus = [g.identity.uuid for g in snapshot.gpus]
-    kubelet.set_pods(demo_pods(gpus, [m.uuid for g in snapshot.gpus for m in g.mig]))
-    pods.refresh()
-    return Node(name, nvml, exporter, server, kubelet, gpus)
+    wait(f"{name}'s first NVML sample", lambda: exporter.sampler.snapshot, timeout=30)
+    return Node(name, nvml, exporter, server, kubelet, [uuid for uuid, _ in devices])
 
 
 def _gpu_node_1(nv: SimulatedNVML) -> None:
@@ -156,7 +155,6 @@ def _gpu_node_1(nv: SimulatedNVML) -> None:
     nv.set_load(HOT_GPU, 1.0)
     nv.set_processes(HOT_GPU, [(4242, int(MODELS["h100"].memory_bytes * 0.97))])
     nv.set_mig(MIG_GPU, "3g.40gb+2x2g.20gb")
-    nv.lose_gpu(LOST_GPU)
 
 
 class Prometheus:
@@ -287,7 +285,7 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nodes: dict[str, Node] = {}
     prom = am = None
     try:
-        nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, 1, _gpu_node_1)
+        nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, 1, _gpu_node_1, lambda nv: nv.lose_gpu(LOST_GPU))
         nodes["gpu-node-2"] = _node("gpu-node-2", tmp, 2, 2)
         nodes["gpu-node-3"] = _node("gpu-node-3", tmp, 2, 3)
         targets = {name: f"127.0.0.1:{n.server.port}" for name, n in nodes.items()}

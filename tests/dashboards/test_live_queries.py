@@ -52,7 +52,7 @@ def interpolate(expr: str, dashboard: dict[str, Any]) -> str:
     for key, value in BUILTINS.items():
         expr = expr.replace(key, value)
     for var in dashboard["templating"]["list"]:
-        expr = expr.replace(f"${var['name']}", VALUES.get(var["name"], ".*"))
+        expr = expr.replace(f"${var['name']}", VALUES.get(var["name"], var.get("allValue", ".*")))
     assert "$" not in expr.replace("$1", ""), f"uninterpolated variable in {expr}"
     return expr
 
