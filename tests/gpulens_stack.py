@@ -12,6 +12,11 @@ on simulated NVML with the stand-in kubelet, one per "node", faults injected thr
   gpu-node-2  2 GPUs, NVML down (driver unloaded).
   gpu-node-3  2 GPUs, an NVML call hangs: samples go stale.
   gpu-node-4  no exporter listening: the target is down.
+
+And `gpulens kserve-exporter` (Kubernetes mode, in process) against the Kubernetes API stand-in
+holding the sim's InferenceService fixtures: sklearn-iris (serverless), bert (raw), llama (canary
+at 10 %), resnet (failed rollout, crash-looping pod). Their model servers' pod IPs do not exist
+here, so request families stay empty until a model server is added.
 """
 
 from __future__ import annotations
@@ -38,15 +43,21 @@ from gpulens.alerts.build import render_rule_files
 from gpulens.alerts.config import AlertConfig
 from gpulens.exporters.gpu.app import GpuExporter
 from gpulens.exporters.gpu.config import GpuExporterConfig
+from gpulens.exporters.kserve.app import KserveExporter
+from gpulens.exporters.kserve.app import build as build_kserve
+from gpulens.exporters.kserve.config import KserveExporterConfig
 from gpulens.exporters.podresources.client import PodResourcesWatcher
 from gpulens.server import MetricsServer
 from gpulens.sim import MODELS, SimulatedNVML
+from gpulens.sim.inferenceservices import fixtures as isvc_fixtures
+from gpulens.sim.kubeapi import KubeAPI
 from gpulens.sim.kubelet import FakeKubelet, demo_pods
 from tests.prometheus_server import free_port
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = AlertConfig().gpu_exporter_job
+KSERVE_JOB = "gpulens-kserve-exporter"
 CLUSTER = "test"
 HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU, MIG_GPU = range(6)
 THERMAL = 0x40  # HwThermalSlowdown
@@ -157,8 +168,38 @@ def _gpu_node_1(nv: SimulatedNVML) -> None:
     nv.set_mig(MIG_GPU, "3g.40gb+2x2g.20gb")
 
 
+@dataclass
+class Kserve:
+    """The KServe exporter on the Kubernetes API stand-in."""
+
+    api: KubeAPI
+    exporter: KserveExporter
+    server: MetricsServer
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.exporter.stop()
+        self.api.stop()
+
+
+def _kserve(tmp: Path) -> Kserve:
+    api = KubeAPI().start()
+    for isvc, pods in isvc_fixtures("models").values():
+        api.add(isvc)
+        for pod in pods:
+            api.add(pod)
+    cfg = KserveExporterConfig(listen_address="127.0.0.1", port=0, kubeconfig=api.kubeconfig(str(tmp / "kubeconfig")),
+                               interval_seconds=1.0, scrape_timeout_seconds=0.2, readiness_probes=False)
+    exporter = build_kserve(cfg, LOG)
+    server = MetricsServer("127.0.0.1", 0, exporter.render_parts, exporter.ready, None, title="kserve", log=LOG)
+    exporter.on_rendered = server.prime
+    server.start()
+    exporter.start()
+    return Kserve(api, exporter, server)
+
+
 class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path):
+    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path, kserve: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -169,6 +210,9 @@ class Prometheus:
                 "job_name": JOB,
                 # The node label comes from relabelling in a cluster (ServiceMonitor); here it is a target label.
                 "static_configs": [{"targets": [t], "labels": {"node": node, "cluster": CLUSTER}} for node, t in targets.items()],
+            }, {
+                "job_name": KSERVE_JOB,
+                "static_configs": [{"targets": [kserve], "labels": {"cluster": CLUSTER}}],
             }],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -256,6 +300,7 @@ class Stack:
     alertmanager: Alertmanager
     webhook: Webhook
     nodes: dict[str, Node]
+    kserve: Kserve
     rules: dict[str, str]  # the rule files Prometheus loaded (every `for:` set to 0s)
 
     def uuid(self, node: str, gpu: int) -> str:
@@ -283,13 +328,14 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_tool("prometheus-alertmanager")
     webhook = Webhook()
     nodes: dict[str, Node] = {}
-    prom = am = None
+    prom = am = kserve = None
     try:
         nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, 1, _gpu_node_1, lambda nv: nv.lose_gpu(LOST_GPU))
         nodes["gpu-node-2"] = _node("gpu-node-2", tmp, 2, 2)
         nodes["gpu-node-3"] = _node("gpu-node-3", tmp, 2, 3)
         targets = {name: f"127.0.0.1:{n.server.port}" for name, n in nodes.items()}
         targets["gpu-node-4"] = f"127.0.0.1:{free_port()}"  # nothing listens: up == 0
+        kserve = _kserve(tmp)
         (tmp / "pagerduty-routing-key").write_text("R0UT1NGK3Y0000000000000000000000\n")
         am = Alertmanager(tmp, alertmanager_config(webhook.url, tmp / "pagerduty-routing-key"))
         rules_dir = tmp / "rules"
@@ -297,10 +343,10 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rules = render_rule_files(AlertConfig(), for_="0s")
         for name, text in rules.items():
             (rules_dir / name).write_text(text)
-        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir)
+        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir, f"127.0.0.1:{kserve.server.port}")
         wait("alertmanager ready", am.ready)
         wait("prometheus ready", prom.ready)
-        stack = Stack(prom, am, webhook, nodes, rules)
+        stack = Stack(prom, am, webhook, nodes, kserve, rules)
         wait("every exporter scraped once", lambda: len(prom.query(f'up{{job="{JOB}"}} == 1')) == 3)
         _inject_faults(stack)
         for what, query in [
@@ -311,6 +357,7 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ("the idle GPU's activity record", 'gpulens:gpu_activity:ratio{gpu="3", node="gpu-node-1"} == 0'),
             ("the cost records", "gpulens:inferenceservice_gpus_allocated:count"),
             ("the down target", f'up{{job="{JOB}", node="gpu-node-4"}} == 0'),
+            ("the InferenceServices", 'count(gpulens_inferenceservice_ready) == 4'),
         ]:
             wait(what, lambda q=query: prom.query(q))
         yield stack
@@ -319,6 +366,8 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             prom.stop()
         if am is not None:
             am.stop()
+        if kserve is not None:
+            kserve.stop()
         for node in nodes.values():
             node.stop()
         webhook.stop()

@@ -38,11 +38,13 @@ FAULTS = {
     "GpulensGpuExporterAbsent": Fault({"job": "not-deployed"}, {"gpu_exporter_job": "not-deployed"}),
     "GpulensNvmlDown": Fault({"node": "gpu-node-2"}),
     "GpulensGpuSampleStale": Fault({"node": "gpu-node-3"}, {"sample_stale_seconds": 2.0}),
+    # The stand-in's failed rollout (resnet); `for:` is checked by promtool, the expr here.
+    "GpulensInferenceServiceNotReady": Fault({"namespace": "models", "inferenceservice": "resnet"}),
 }
 # Checked by promtool only: the simulated NVML cannot make a GPU vanish from enumeration mid-run.
 PROMTOOL_ONLY = {"GpulensNodeGpusMissing"}
 PENDING_EXPORTER = {
-    "GpulensInferenceServiceNotReady": "kserve", "GpulensInferenceErrorRatioHigh": "kserve", "GpulensProbeFailing": "probe",
+    "GpulensInferenceErrorRatioHigh": "kserve", "GpulensProbeFailing": "probe",
     "GpulensGpuCanaryFailing": "canary", "GpulensGpuCanaryThroughputLow": "canary",
     "GpulensSloAvailabilityBudgetBurn": "kserve", "GpulensSloLatencyBudgetBurn": "kserve", "GpulensSloTtftBudgetBurn": "kserve",
 }
