@@ -69,7 +69,7 @@ rows = [
     ]),
     ("Rollout", [
         (p.timeseries("Traffic per revision (canary)", [
-            p.q(s(k.ISVC_TRAFFIC.name, **ISVC), "{{inferenceservice}} {{revision}} {{tag}}"),
+            p.q(s(k.ISVC_TRAFFIC.name, **ISVC), "{{inferenceservice}} {{revision}}"),
         ], "percentunit", "Share of traffic per revision: a canary rollout shows two.", minimum=0, maximum=1), 12),
         (p.timeseries("Revision mismatch", [p.q(s(k.ISVC_REVISION_MISMATCH.name, **ISVC), "{{inferenceservice}} {{component}}")], "none",
                       "1 while the latest created revision is not the latest ready one.", steps=((None, "green"), (1, "red"))), 12),

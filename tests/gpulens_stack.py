@@ -2,21 +2,22 @@
 
 Real parts: Debian `prometheus` (rules loaded, `--rules.alert.resend-delay=1s`, 1 s scrape and
 evaluation) and `prometheus-alertmanager` (alerts/alertmanager.yml with its receivers pointed at a
-webhook server in this process and short group timings). Scraped: in-process `gpulens gpu-exporter`s
-on simulated NVML with the stand-in kubelet, one per "node", faults injected through the sim's API:
+webhook server in this process and short group timings). Scraped: `gpulens gpu-exporter` processes
+on simulated NVML with the demo kubelet (KServe-named predictor pods hold every GPU), faults given
+with `--simulate-faults` and, at run time, `POST /-/simulate/fault`:
 
-  gpu-node-1  6 H100s: 0 busy, hot, 97% memory, thermally throttled; 1 XID 48, uncorrectable ECC,
-              row remap pending and failed; 2 healthy (the end-to-end paging test's XID 79 target);
-              3 allocated and idle; 4 lost (GpuIsLost); 5 in MIG mode. Every whole GPU is held by a
-              KServe-named predictor pod (demo pods), MIG slices by small-model pods.
-  gpu-node-2  2 GPUs, NVML down (driver unloaded).
-  gpu-node-3  2 GPUs, an NVML call hangs: samples go stale.
+  gpu-node-1  6 H100s: 0 busy, hot and thermally throttled; 1 XID 48 + uncorrectable ECC, row remap
+              pending and failed; 2 healthy (the end-to-end paging test's XID 79 target); 3 idle;
+              4 lost (GpuIsLost); 5 following the sim's load curve.
+  gpu-node-2  2 GPUs, NVML down (driver unloaded) after 3 s.
+  gpu-node-3  2 GPUs, an NVML call hangs after 3 s: samples go stale.
   gpu-node-4  no exporter listening: the target is down.
+  gpu-node-5  2 GPUs in MIG mode (3g.40gb + 2x 2g.20gb).
 
-And `gpulens kserve-exporter` (Kubernetes mode, in process) against the Kubernetes API stand-in
-holding the sim's InferenceService fixtures: sklearn-iris (serverless), bert (raw), llama (canary
-at 10 %), resnet (failed rollout, crash-looping pod). Their model servers' pod IPs do not exist
-here, so request families stay empty until a model server is added.
+And `gpulens kserve-exporter` (Kubernetes mode) against the Kubernetes API stand-in holding the
+sim's InferenceService fixtures: sklearn-iris (serverless), bert (raw), llama (canary at 10 %),
+resnet (failed rollout, crash-looping pod). Their pods' IPs do not exist here, so model-server
+figures stay empty until a model server is added.
 """
 
 from __future__ import annotations
@@ -24,34 +25,25 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pynvml
 import pytest
 import yaml
 
 from gpulens.alerts.build import render_rule_files
 from gpulens.alerts.config import AlertConfig
-from gpulens.exporters.gpu.app import GpuExporter
-from gpulens.exporters.gpu.config import GpuExporterConfig
-from gpulens.exporters.kserve.app import KserveExporter
-from gpulens.exporters.kserve.app import build as build_kserve
-from gpulens.exporters.kserve.config import KserveExporterConfig
-from gpulens.exporters.podresources.client import PodResourcesWatcher
-from gpulens.server import MetricsServer
-from gpulens.sim import MODELS, SimulatedNVML
 from gpulens.sim.inferenceservices import fixtures as isvc_fixtures
 from gpulens.sim.kubeapi import KubeAPI
-from gpulens.sim.kubelet import FakeKubelet, demo_pods
 from tests.prometheus_server import free_port
 from tests.tools import require_tool
 
@@ -59,9 +51,19 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB = AlertConfig().gpu_exporter_job
 KSERVE_JOB = "gpulens-kserve-exporter"
 CLUSTER = "test"
-HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU, MIG_GPU = range(6)
-THERMAL = 0x40  # HwThermalSlowdown
+HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU = range(5)
 LOG = logging.getLogger("tests.stack")
+NODES: dict[str, list[str]] = {  # node → extra gpu-exporter flags
+    "gpu-node-1": ["--simulate", "6:h100", "--simulate-faults",
+                   f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; lost@gpu{LOST_GPU}; "
+                   # counters move after Prometheus has scraped them once, so increase() sees them
+                   f"ecc-dbe:2@gpu{BROKEN_GPU}+4s; xid:48@gpu{BROKEN_GPU}+4s; remap-pending@gpu{BROKEN_GPU}; "
+                   f"remap-failure@gpu{BROKEN_GPU}"],
+    "gpu-node-2": ["--simulate", "2:h100", "--simulate-faults",
+                   "error:nvmlInit=DriverNotLoaded@3s; error:nvmlDeviceGetCount=DriverNotLoaded@3s"],
+    "gpu-node-3": ["--simulate", "2:h100", "--simulate-faults", "hang:nvmlDeviceGetUtilizationRates@3s..900s"],
+    "gpu-node-5": ["--simulate", "2:h100", "--simulate-mig", "3g.40gb+2x2g.20gb"],
+}
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -109,7 +111,7 @@ class Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, name="alert-webhook", daemon=True).start()
 
     def posts(self, path: str) -> list[Any]:
         with self._lock:
@@ -124,78 +126,53 @@ class Webhook:
         self.server.server_close()
 
 
-@dataclass
-class Node:
-    """One simulated GPU node: NVML, stand-in kubelet, exporter and its HTTP server."""
+class Process:
+    """A `gpulens` subcommand as its own process (the real CLI), logging to a file."""
 
-    name: str
-    nvml: SimulatedNVML
-    exporter: GpuExporter
-    server: MetricsServer
-    kubelet: FakeKubelet
-    uuids: list[str]  # by GPU index, as the exporter enumerated them
-    release: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, workdir: Path, name: str, args: list[str]):
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(workdir / f"{name}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gpulens", *args, "--listen-address", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
 
-    def stop(self) -> None:
-        self.release.set()  # un-hang a hung NVML call so the sampler thread can finish
-        self.server.stop()
-        self.exporter.stop()
-        self.kubelet.stop()
+    def up(self) -> bool:
+        assert self.proc.poll() is None, f"{self.name} exited with {self.proc.returncode}; see {self._log.name}"
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
 
-
-def _node(name: str, tmp: Path, count: int, seed: int, prepare: Callable[[SimulatedNVML], None] = lambda nv: None,
-          after: Callable[[SimulatedNVML], None] = lambda nv: None) -> Node:
-    nvml = SimulatedNVML(count=count, model="h100", seed=seed)  # own seed: uuids differ between nodes
-    prepare(nvml)
-    devices = nvml.devices()
-    kubelet = FakeKubelet(str(tmp / f"{name}.sock")).start()
-    kubelet.set_pods(demo_pods(devices))
-    after(nvml)
-    pods = PodResourcesWatcher(kubelet.socket_path, interval=0.5, log=LOG)
-    cfg = GpuExporterConfig(listen_address="127.0.0.1", port=0, interval_seconds=0.5, processes=True)
-    exporter = GpuExporter(cfg, nvml, "simulated", name, pods, LOG)
-    server = MetricsServer("127.0.0.1", 0, exporter.render_parts, exporter.ready, None, title=name, log=LOG)
-    server.start()
-    exporter.start()
-    wait(f"{name}'s first NVML sample", lambda: exporter.sampler.snapshot, timeout=30)
-    return Node(name, nvml, exporter, server, kubelet, [uuid for uuid, _ in devices])
-
-
-def _gpu_node_1(nv: SimulatedNVML) -> None:
-    nv.set_load(IDLE_GPU, 0.0)
-    nv.set_load(HOT_GPU, 1.0)
-    nv.set_processes(HOT_GPU, [(4242, int(MODELS["h100"].memory_bytes * 0.97))])
-    nv.set_mig(MIG_GPU, "3g.40gb+2x2g.20gb")
-
-
-@dataclass
-class Kserve:
-    """The KServe exporter on the Kubernetes API stand-in."""
-
-    api: KubeAPI
-    exporter: KserveExporter
-    server: MetricsServer
+    def fault(self, schedule: str) -> None:
+        """POST /-/simulate/fault: inject a fault into the running simulation."""
+        req = urllib.request.Request(f"{self.url}/-/simulate/fault", data=schedule.encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200, resp.read()
 
     def stop(self) -> None:
-        self.server.stop()
-        self.exporter.stop()
-        self.api.stop()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
 
 
-def _kserve(tmp: Path) -> Kserve:
+def _gpu_exporter(workdir: Path, node: str, flags: list[str]) -> Process:
+    return Process(workdir, node, ["gpu-exporter", *flags, "--simulate-kubelet", "--processes", "--hostname", node,
+                                   "--interval-seconds", "0.5", "--podresources-interval-seconds", "0.5"])
+
+
+def _kubeapi(workdir: Path) -> tuple[KubeAPI, str]:
     api = KubeAPI().start()
     for isvc, pods in isvc_fixtures("models").values():
         api.add(isvc)
         for pod in pods:
             api.add(pod)
-    cfg = KserveExporterConfig(listen_address="127.0.0.1", port=0, kubeconfig=api.kubeconfig(str(tmp / "kubeconfig")),
-                               interval_seconds=1.0, scrape_timeout_seconds=0.2, readiness_probes=False)
-    exporter = build_kserve(cfg, LOG)
-    server = MetricsServer("127.0.0.1", 0, exporter.render_parts, exporter.ready, None, title="kserve", log=LOG)
-    exporter.on_rendered = server.prime
-    server.start()
-    exporter.start()
-    return Kserve(api, exporter, server)
+    return api, api.kubeconfig(str(workdir / "kubeconfig"))
 
 
 class Prometheus:
@@ -299,26 +276,12 @@ class Stack:
     prometheus: Prometheus
     alertmanager: Alertmanager
     webhook: Webhook
-    nodes: dict[str, Node]
-    kserve: Kserve
+    exporters: dict[str, Process]
     rules: dict[str, str]  # the rule files Prometheus loaded (every `for:` set to 0s)
 
     def uuid(self, node: str, gpu: int) -> str:
-        return self.nodes[node].uuids[gpu]
-
-
-def _inject_faults(stack: Stack) -> None:
-    """Counter faults after the first scrape, so Prometheus sees them increase."""
-    n1 = stack.nodes["gpu-node-1"].nvml
-    n1.add_ecc(BROKEN_GPU, uncorrected=2)
-    n1.add_remapped_rows(BROKEN_GPU, unc=1, pending=True, failure=True)
-    n1.inject_xid(BROKEN_GPU, 48)
-    n1.set_throttle(HOT_GPU, THERMAL)
-    n2 = stack.nodes["gpu-node-2"].nvml
-    n2.fail_init(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
-    n2.set_error("nvmlDeviceGetCount", pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
-    n3 = stack.nodes["gpu-node-3"]
-    n3.nvml.hang("nvmlDeviceGetUtilizationRates", n3.release)
+        (info,) = self.prometheus.query(f'gpulens_gpu_info{{node="{node}", gpu="{gpu}"}}')
+        return str(info["metric"]["uuid"])
 
 
 @pytest.fixture(scope="session")
@@ -327,15 +290,16 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_tool("prometheus")
     require_tool("prometheus-alertmanager")
     webhook = Webhook()
-    nodes: dict[str, Node] = {}
-    prom = am = kserve = None
+    exporters: dict[str, Process] = {}
+    prom = am = api = None
     try:
-        nodes["gpu-node-1"] = _node("gpu-node-1", tmp, 6, 1, _gpu_node_1, lambda nv: nv.lose_gpu(LOST_GPU))
-        nodes["gpu-node-2"] = _node("gpu-node-2", tmp, 2, 2)
-        nodes["gpu-node-3"] = _node("gpu-node-3", tmp, 2, 3)
-        targets = {name: f"127.0.0.1:{n.server.port}" for name, n in nodes.items()}
+        for node, flags in NODES.items():
+            exporters[node] = _gpu_exporter(tmp, node, flags)
+        api, kubeconfig = _kubeapi(tmp)
+        exporters["kserve"] = Process(tmp, "kserve", ["kserve-exporter", "--kubeconfig", kubeconfig, "--interval-seconds", "1",
+                                                      "--scrape-timeout-seconds", "0.2", "--readiness-probes", "false"])
+        targets = {node: f"127.0.0.1:{exporters[node].port}" for node in NODES}
         targets["gpu-node-4"] = f"127.0.0.1:{free_port()}"  # nothing listens: up == 0
-        kserve = _kserve(tmp)
         (tmp / "pagerduty-routing-key").write_text("R0UT1NGK3Y0000000000000000000000\n")
         am = Alertmanager(tmp, alertmanager_config(webhook.url, tmp / "pagerduty-routing-key"))
         rules_dir = tmp / "rules"
@@ -343,21 +307,23 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rules = render_rule_files(AlertConfig(), for_="0s")
         for name, text in rules.items():
             (rules_dir / name).write_text(text)
-        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir, f"127.0.0.1:{kserve.server.port}")
+        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir, f"127.0.0.1:{exporters['kserve'].port}")
         wait("alertmanager ready", am.ready)
         wait("prometheus ready", prom.ready)
-        stack = Stack(prom, am, webhook, nodes, kserve, rules)
-        wait("every exporter scraped once", lambda: len(prom.query(f'up{{job="{JOB}"}} == 1')) == 3)
-        _inject_faults(stack)
+        for name, process in exporters.items():
+            wait(f"{name} serving", process.up)
+        stack = Stack(prom, am, webhook, exporters, rules)
         for what, query in [
             ("the XID 48", 'gpulens_gpu_xid_errors_total{xid="48"}'),
             ("the ECC errors as an increase", 'increase(gpulens_gpu_ecc_errors_total{type="uncorrected"}[1m]) > 0'),
             ("NVML down on gpu-node-2", 'gpulens_nvml_up{node="gpu-node-2"} == 0'),
             ("stale samples on gpu-node-3", 'gpulens_gpu_sample_age_seconds{node="gpu-node-3"} > 3'),
-            ("the idle GPU's activity record", 'gpulens:gpu_activity:ratio{gpu="3", node="gpu-node-1"} == 0'),
+            ("the idle GPU's activity record", f'gpulens:gpu_activity:ratio{{gpu="{IDLE_GPU}", node="gpu-node-1"}} == 0'),
+            ("the lost GPU", f'gpulens_gpu_up{{gpu="{LOST_GPU}", node="gpu-node-1"}} == 0'),
+            ("the MIG instances", 'gpulens_mig_info{node="gpu-node-5"}'),
             ("the cost records", "gpulens:inferenceservice_gpus_allocated:count"),
             ("the down target", f'up{{job="{JOB}", node="gpu-node-4"}} == 0'),
-            ("the InferenceServices", 'count(gpulens_inferenceservice_ready) == 4'),
+            ("the InferenceServices", "count(gpulens_inferenceservice_ready) == 4"),
         ]:
             wait(what, lambda q=query: prom.query(q))
         yield stack
@@ -366,8 +332,8 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             prom.stop()
         if am is not None:
             am.stop()
-        if kserve is not None:
-            kserve.stop()
-        for node in nodes.values():
-            node.stop()
+        for process in exporters.values():
+            process.stop()
+        if api is not None:
+            api.stop()
         webhook.stop()

@@ -19,8 +19,9 @@ from tests.gpulens_stack import BROKEN_GPU, HOT_GPU, IDLE_GPU, JOB, LOST_GPU, St
 
 @dataclass(frozen=True)
 class Fault:
-    labels: dict[str, str]  # every returned series carries these
+    labels: dict[str, str]  # every returned series carries these (with exact), or one of them does
     config: dict[str, object] = field(default_factory=dict)
+    exact: bool = True
 
 
 N1 = {"node": "gpu-node-1", "cluster": "test"}
@@ -30,9 +31,11 @@ FAULTS = {
     "GpulensGpuRowRemapFailed": Fault({**N1, "gpu": str(BROKEN_GPU)}),
     "GpulensGpuRowRemapPending": Fault({**N1, "gpu": str(BROKEN_GPU)}),
     "GpulensGpuLost": Fault({**N1, "gpu": str(LOST_GPU)}),
-    "GpulensGpuThrottled": Fault({**N1, "gpu": str(HOT_GPU), "reason": "hw_thermal_slowdown"}),
-    "GpulensGpuTemperatureHigh": Fault({**N1, "gpu": str(HOT_GPU)}, {"temperature_warning_celsius": 70.0}),
-    "GpulensGpuMemoryNearlyFull": Fault({**N1, "gpu": str(HOT_GPU), "namespace": "models"}),
+    "GpulensGpuThrottled": Fault({**N1, "gpu": str(HOT_GPU)}),  # thermal: sw_ and hw_thermal_slowdown
+    # The sim's hottest (74 °C at full load) stays under 85 °C; others may cross 70 on their load curve.
+    "GpulensGpuTemperatureHigh": Fault({**N1, "gpu": str(HOT_GPU)}, {"temperature_warning_celsius": 70.0}, exact=False),
+    # Full load fills 82 % of a simulated GPU's memory; the CLI faults cannot allocate more.
+    "GpulensGpuMemoryNearlyFull": Fault({**N1, "gpu": str(HOT_GPU), "namespace": "models"}, {"memory_full_ratio": 0.8}),
     "GpulensGpuAllocatedIdle": Fault({**N1, "gpu": str(IDLE_GPU), "namespace": "models"}),
     "GpulensGpuExporterDown": Fault({"node": "gpu-node-4", "job": JOB}),
     "GpulensGpuExporterAbsent": Fault({"job": "not-deployed"}, {"gpu_exporter_job": "not-deployed"}),
@@ -62,9 +65,11 @@ def test_alert_expr_fires_under_its_fault(gpulens_stack: Stack, name: str) -> No
     (alert,) = [a for a in all_alerts(cfg) if a.name == name]
     result = gpulens_stack.prometheus.query(alert.expr)
     assert result, f"{name}: no series for {alert.expr}"
-    for series in result:
-        got = {k: series["metric"].get(k) for k in fault.labels}
-        assert got == fault.labels, f"{name}: fired for {series['metric']}"
+    matching = [s["metric"] for s in result if {k: s["metric"].get(k) for k in fault.labels} == fault.labels]
+    if fault.exact:
+        assert len(matching) == len(result), f"{name}: fired for {[s['metric'] for s in result]}"
+    else:
+        assert matching, f"{name}: not firing for {fault.labels}: {[s['metric'] for s in result]}"
 
 
 @pytest.mark.parametrize("name", sorted(PENDING_EXPORTER | dict.fromkeys(PROMTOOL_ONLY, "")))
@@ -78,5 +83,6 @@ def test_healthy_gpus_do_not_fire(gpulens_stack: Stack) -> None:
     healthy = gpulens_stack.uuid("gpu-node-1", 2)
     for alert in all_alerts(AlertConfig()):
         if alert.name in FAULTS and alert.name != "GpulensGpuXidCritical":
-            fired = [r["metric"] for r in gpulens_stack.prometheus.query(alert.expr) if r["metric"].get("uuid") == healthy]
+            fired = [r["metric"] for r in gpulens_stack.prometheus.query(alert.expr)
+                     if r["metric"].get("uuid") == healthy and r["metric"].get("node") == "gpu-node-1"]
             assert not fired, f"{alert.name} fired on a healthy GPU: {fired}"

@@ -7,7 +7,7 @@ from typing import Any
 
 from gpulens.alerts.build import all_alerts
 from gpulens.alerts.config import AlertConfig
-from tests.gpulens_stack import HOT_GPU, PAGE_GPU, THERMAL, Stack, wait
+from tests.gpulens_stack import HOT_GPU, PAGE_GPU, Stack, wait
 
 RUNBOOK = {a.name: a.runbook_url(AlertConfig().runbook_base_url) for a in all_alerts(AlertConfig())}
 
@@ -19,9 +19,9 @@ def _xid79(alerts: list[dict[str, Any]], uuid: str) -> list[dict[str, Any]]:
 
 def test_xid79_pages_and_inhibits_that_gpus_throttle_alert(gpulens_stack: Stack) -> None:
     stack = gpulens_stack
-    node = stack.nodes["gpu-node-1"]
+    node = stack.exporters["gpu-node-1"]
     uuid = stack.uuid("gpu-node-1", PAGE_GPU)
-    node.nvml.inject_xid(PAGE_GPU, 79)
+    node.fault(f"xid:79@gpu{PAGE_GPU}")  # POST /-/simulate/fault on the running exporter
 
     (page,) = wait("the XID 79 page on the pager webhook", lambda: _xid79(stack.webhook.alerts("/pager"), uuid))[:1]
     assert page["labels"] == {"alertname": "GpulensGpuXidCritical", "severity": "critical", "cluster": "test", "node": "gpu-node-1",
@@ -41,7 +41,7 @@ def test_xid79_pages_and_inhibits_that_gpus_throttle_alert(gpulens_stack: Stack)
     assert {"href": RUNBOOK["GpulensGpuXidCritical"], "text": "runbook"} in event["links"]
 
     # Now that GPU throttles: Alertmanager holds the alert back (inhibited by the XID 79 page) ...
-    node.nvml.set_throttle(PAGE_GPU, THERMAL)
+    node.fault(f"throttle:thermal@gpu{PAGE_GPU}")
     inhibited = wait("the inhibited throttle alert in Alertmanager", lambda: [
         a for a in stack.alertmanager.alerts(alertname="GpulensGpuThrottled", uuid=uuid) if a["status"]["inhibitedBy"]])
     assert inhibited[0]["status"]["state"] == "suppressed"
