@@ -16,8 +16,10 @@ with `--simulate-faults` and, at run time, `POST /-/simulate/fault`:
 
 And `gpulens kserve-exporter` (Kubernetes mode) against the Kubernetes API stand-in holding the
 sim's InferenceService fixtures: sklearn-iris (serverless), bert (raw), llama (canary at 10 %),
-resnet (failed rollout, crash-looping pod). Their pods' IPs do not exist here, so model-server
-figures stay empty until a model server is added.
+resnet (failed rollout, crash-looping pod). Their pods' IPs do not exist here, so a second
+`gpulens kserve-exporter` in static mode scrapes the real KServe model server of the session
+(`model_server` fixture) as models/llama while a thread sends it v2 inference requests: request,
+latency, cost and SLO figures come from real traffic.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from gpulens.alerts.build import render_rule_files
 from gpulens.alerts.config import AlertConfig
 from gpulens.sim.inferenceservices import fixtures as isvc_fixtures
 from gpulens.sim.kubeapi import KubeAPI
+from gpulens.sim.modelserver import ModelServerProcess, sample_input
 from tests.prometheus_server import free_port
 from tests.tools import require_tool
 
@@ -166,6 +169,33 @@ def _gpu_exporter(workdir: Path, node: str, flags: list[str]) -> Process:
                                    "--interval-seconds", "0.5", "--podresources-interval-seconds", "0.5"])
 
 
+class Traffic:
+    """v2 inference requests to the model server until stopped (a few per second)."""
+
+    def __init__(self, url: str):
+        flat = [v for image in sample_input(1) for channel in image for row in channel for v in row]
+        self._body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": flat}]}).encode()
+        self._url = f"{url}/v2/models/classifier/infer"
+        self._stop = threading.Event()
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="inference-traffic", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            req = urllib.request.Request(self._url, data=self._body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    resp.read()
+                self.sent += 1
+            except OSError as err:
+                LOG.warning(f"inference request failed: {err}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def _kubeapi(workdir: Path) -> tuple[KubeAPI, str]:
     api = KubeAPI().start()
     for isvc, pods in isvc_fixtures("models").values():
@@ -176,7 +206,7 @@ def _kubeapi(workdir: Path) -> tuple[KubeAPI, str]:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path, kserve: str):
+    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path, kserve: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -189,7 +219,7 @@ class Prometheus:
                 "static_configs": [{"targets": [t], "labels": {"node": node, "cluster": CLUSTER}} for node, t in targets.items()],
             }, {
                 "job_name": KSERVE_JOB,
-                "static_configs": [{"targets": [kserve], "labels": {"cluster": CLUSTER}}],
+                "static_configs": [{"targets": kserve, "labels": {"cluster": CLUSTER}}],
             }],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -285,19 +315,24 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def gpulens_stack(tmp_path_factory: pytest.TempPathFactory, model_server: ModelServerProcess) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("gpulens-stack")
     require_tool("prometheus")
     require_tool("prometheus-alertmanager")
     webhook = Webhook()
     exporters: dict[str, Process] = {}
-    prom = am = api = None
+    prom = am = api = traffic = None
     try:
         for node, flags in NODES.items():
             exporters[node] = _gpu_exporter(tmp, node, flags)
         api, kubeconfig = _kubeapi(tmp)
         exporters["kserve"] = Process(tmp, "kserve", ["kserve-exporter", "--kubeconfig", kubeconfig, "--interval-seconds", "1",
                                                       "--scrape-timeout-seconds", "0.2", "--readiness-probes", "false"])
+        (tmp / "targets.yaml").write_text(yaml.safe_dump([{"name": "llama", "namespace": "models", "url": model_server.url,
+                                                            "protocol": "v2", "server": "kserve", "models": ["classifier"]}]))
+        exporters["kserve-static"] = Process(tmp, "kserve-static", ["kserve-exporter", "--mode", "static", "--targets-file",
+                                                                    str(tmp / "targets.yaml"), "--interval-seconds", "1"])
+        traffic = Traffic(model_server.url)
         targets = {node: f"127.0.0.1:{exporters[node].port}" for node in NODES}
         targets["gpu-node-4"] = f"127.0.0.1:{free_port()}"  # nothing listens: up == 0
         (tmp / "pagerduty-routing-key").write_text("R0UT1NGK3Y0000000000000000000000\n")
@@ -307,7 +342,8 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rules = render_rule_files(AlertConfig(), for_="0s")
         for name, text in rules.items():
             (rules_dir / name).write_text(text)
-        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir, f"127.0.0.1:{exporters['kserve'].port}")
+        prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir,
+                          [f"127.0.0.1:{exporters[k].port}" for k in ("kserve", "kserve-static")])
         wait("alertmanager ready", am.ready)
         wait("prometheus ready", prom.ready)
         for name, process in exporters.items():
@@ -324,6 +360,8 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ("the cost records", "gpulens:inferenceservice_gpus_allocated:count"),
             ("the down target", f'up{{job="{JOB}", node="gpu-node-4"}} == 0'),
             ("the InferenceServices", "count(gpulens_inferenceservice_ready) == 4"),
+            ("llama's request rate", 'gpulens:inference_requests:rate5m{inferenceservice="llama"} > 0'),
+            ("llama's latency SLO ratios", 'gpulens:slo_errors:ratio_rate5m{slo="llama", objective="latency"}'),
         ]:
             wait(what, lambda q=query: prom.query(q))
         yield stack
@@ -332,6 +370,8 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             prom.stop()
         if am is not None:
             am.stop()
+        if traffic is not None:
+            traffic.stop()
         for process in exporters.values():
             process.stop()
         if api is not None:

@@ -22,17 +22,13 @@ JSON_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "json"
 PENDING_EXPORTER: dict[tuple[str, str], str] = {
     ("gpulens-gpu-node", "Per-pod SM utilization (shared GPUs)"): "pod",
     ("gpulens-gpu-node", "Per-pod memory (shared GPUs)"): "pod",
-    # The KServe exporter runs in the stack (InferenceService state); its model-server figures need a
-    # reachable model server, which the Kubernetes API stand-in's pods do not have.
+    # The KServe exporter runs in the stack against the real KServe Python server, which has no
+    # queue, in-flight or LLM figures (Triton, the queue-proxy and vLLM have them).
     **{("gpulens-inference", t): "kserve" for t in (
-        "Request rate", "Error ratio", "In flight and queued", "Latency p50 / p95 / p99",
-        "Queue vs compute time per request", "Time to first token p95 (LLM)", "KV cache usage (LLM)", "Cost per 1000 inferences")},
+        "In flight and queued", "Queue vs compute time per request", "Time to first token p95 (LLM)", "KV cache usage (LLM)")},
     **{("gpulens-probe-slo", t): "probe" for t in (
         "Probe success", "Failures by reason", "HTTP status", "End-to-end latency (exemplars link to traces)",
         "Latency by phase (p95)", "Time to first token (LLM, p95)", "Output tokens per second (LLM)", "Server-Timing")},
-    # SLO ratios come from the KServe exporter's request counters and the probe's histograms.
-    ("gpulens-probe-slo", "Burn rate (1h and 6h)"): "kserve",
-    ("gpulens-probe-slo", "Error budget remaining (30d)"): "kserve",
     **{("gpulens-probe-slo", t): "canary" for t in (
         "TFLOP/s against expected", "Matmul FLOP/s", "Canary success", "Canary phases", "Copy bandwidth")},
 }
