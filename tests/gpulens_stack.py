@@ -154,10 +154,10 @@ class Process:
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200, resp.read()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -373,7 +373,9 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory, model_server: ModelS
         if traffic is not None:
             traffic.stop()
         for process in exporters.values():
-            process.stop()
+            process.proc.terminate()  # all at once; an exporter whose NVML call hangs may not finish
+        for process in exporters.values():
+            process.stop(grace=3.0)
         if api is not None:
             api.stop()
         webhook.stop()
