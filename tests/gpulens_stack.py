@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -314,14 +314,67 @@ class Stack:
         return str(info["metric"]["uuid"])
 
 
-@pytest.fixture(scope="session")
-def gpulens_stack(tmp_path_factory: pytest.TempPathFactory, model_server: ModelServerProcess) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("gpulens-stack")
+_RUNNING: list[tuple[Stack, Callable[[], None]]] = []  # the stack and how to stop it, while it runs
+
+
+@pytest.fixture
+def gpulens_stack(tmp_path_factory: pytest.TempPathFactory, model_server: ModelServerProcess) -> Stack:
+    """The shared stack: started by the first test that asks, stopped after the last consecutive one
+    (so its processes do not load the rest of the session), restarted if a later test asks again."""
+    if not _RUNNING:
+        _RUNNING.append(_start(tmp_path_factory.mktemp("gpulens-stack"), model_server))
+    return _RUNNING[0][0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the stack's tests one after another (in their collected order), so it starts once."""
+    users = [i for i in items if "gpulens_stack" in getattr(i, "fixturenames", ())]
+    if users:
+        first = items.index(users[0])
+        chosen = set(map(id, users))
+        rest = [i for i in items if id(i) not in chosen]
+        items[:] = rest[:first] + users + rest[first:]
+
+
+def _stop_stack() -> None:
+    while _RUNNING:
+        _RUNNING.pop()[1]()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _RUNNING and (nextitem is None or "gpulens_stack" not in getattr(nextitem, "fixturenames", ())):
+        _stop_stack()
+
+
+def pytest_sessionfinish() -> None:
+    _stop_stack()
+
+
+def _start(tmp: Path, model_server: ModelServerProcess) -> tuple[Stack, Callable[[], None]]:
     require_tool("prometheus")
     require_tool("prometheus-alertmanager")
     webhook = Webhook()
     exporters: dict[str, Process] = {}
-    prom = am = api = traffic = None
+    api: KubeAPI | None = None
+    prom: Prometheus | None = None
+    am: Alertmanager | None = None
+    traffic: Traffic | None = None
+
+    def stop() -> None:
+        if prom is not None:
+            prom.stop()
+        if am is not None:
+            am.stop()
+        if traffic is not None:
+            traffic.stop()
+        for process in exporters.values():
+            process.proc.terminate()  # all at once; an exporter whose NVML call hangs may not finish
+        for process in exporters.values():
+            process.stop(grace=3.0)
+        if api is not None:
+            api.stop()
+        webhook.stop()
+
     try:
         for node, flags in NODES.items():
             exporters[node] = _gpu_exporter(tmp, node, flags)
@@ -364,18 +417,7 @@ def gpulens_stack(tmp_path_factory: pytest.TempPathFactory, model_server: ModelS
             ("llama's latency SLO ratios", 'gpulens:slo_errors:ratio_rate5m{slo="llama", objective="latency"}'),
         ]:
             wait(what, lambda q=query: prom.query(q))
-        yield stack
-    finally:
-        if prom is not None:
-            prom.stop()
-        if am is not None:
-            am.stop()
-        if traffic is not None:
-            traffic.stop()
-        for process in exporters.values():
-            process.proc.terminate()  # all at once; an exporter whose NVML call hangs may not finish
-        for process in exporters.values():
-            process.stop(grace=3.0)
-        if api is not None:
-            api.stop()
-        webhook.stop()
+        return stack, stop
+    except BaseException:
+        stop()
+        raise
