@@ -7,8 +7,8 @@ on simulated NVML with the demo kubelet (KServe-named predictor pods hold every 
 with `--simulate-faults` and, at run time, `POST /-/simulate/fault`:
 
   gpu-node-1  6 H100s: 0 busy, hot and thermally throttled; 1 XID 48 + uncorrectable ECC, row remap
-              pending and failed; 2 healthy (the end-to-end paging test's XID 79 target); 3 idle;
-              4 lost (GpuIsLost); 5 following the sim's load curve.
+              pending and failed; 2 healthy and half busy (the end-to-end paging test's XID 79 target); 3 idle;
+              4 lost (GpuIsLost); 5 half busy. Loads are pinned so that only the idle GPU looks idle.
   gpu-node-2  2 GPUs, NVML down (driver unloaded) after 3 s.
   gpu-node-3  2 GPUs, an NVML call hangs after 3 s: samples go stale.
   gpu-node-4  no exporter listening: the target is down.
@@ -58,7 +58,7 @@ HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU = range(5)
 LOG = logging.getLogger("tests.stack")
 NODES: dict[str, list[str]] = {  # node → extra gpu-exporter flags
     "gpu-node-1": ["--simulate", "6:h100", "--simulate-faults",
-                   f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; lost@gpu{LOST_GPU}; "
+                   f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; load:0.5@gpu{PAGE_GPU}; load:0.5@gpu5; lost@gpu{LOST_GPU}; "
                    # counters move after Prometheus has scraped them once, so increase() sees them
                    f"ecc-dbe:2@gpu{BROKEN_GPU}+4s; xid:48@gpu{BROKEN_GPU}+4s; remap-pending@gpu{BROKEN_GPU}; "
                    f"remap-failure@gpu{BROKEN_GPU}"],
