@@ -58,7 +58,8 @@ HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU = range(5)
 LOG = logging.getLogger("tests.stack")
 NODES: dict[str, list[str]] = {  # node → extra gpu-exporter flags
     "gpu-node-1": ["--simulate", "6:h100", "--simulate-faults",
-                   f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; load:0.5@gpu{PAGE_GPU}; load:0.5@gpu5; lost@gpu{LOST_GPU}; "
+                   f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; load:0.5@gpu{PAGE_GPU}; load:0.5@gpu5; "
+                   f"lost@gpu{LOST_GPU}; "
                    # counters move after Prometheus has scraped them once, so increase() sees them
                    f"ecc-dbe:2@gpu{BROKEN_GPU}+4s; xid:48@gpu{BROKEN_GPU}+4s; remap-pending@gpu{BROKEN_GPU}; "
                    f"remap-failure@gpu{BROKEN_GPU}"],
