@@ -15,6 +15,8 @@ from typing import Any
 import attr
 import grafanalib.core as G
 
+from gpulens.elk.kibana import DATA_VIEW_ID
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 JAEGER_URL = "http://jaeger-query.observability.svc:16686"
 KIBANA_URL = "http://kibana.logging.svc:5601"
@@ -74,16 +76,18 @@ def dashboard_link(uid: str, title: str) -> G.DashboardLink:
     return G.DashboardLink(title=title, uri=f"/d/{uid}", type="link", keepTime=True, includeVars=True, icon="dashboard")
 
 
-def kibana_logs_link(filters: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """A Discover URL over the clicked series' time range, filtered on ECS fields from series labels."""
+def kibana_logs_link(title: str, filters: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A Discover URL on gpulens' event data view over the dashboard's time range, filtered on the
+    events' ECS fields from the clicked series' labels."""
     kuery = " and ".join(f'{field}:"${{__field.labels.{label}}}"' for field, label in filters)
     url = ("${kibana_url}/app/discover#/?_g=(time:(from:'${__from:date:iso}',to:'${__to:date:iso}'))"
-           f"&_a=(query:(language:kuery,query:'{kuery}'))")
-    return {"title": "Logs in Kibana", "url": url, "targetBlank": True}
+           f"&_a=(index:'{DATA_VIEW_ID}',query:(language:kuery,query:'{kuery}'))")
+    return {"title": title, "url": url, "targetBlank": True}
 
 
-NODE_LOGS = kibana_logs_link([("kubernetes.node.name", "node")])
-POD_LOGS = kibana_logs_link([("kubernetes.namespace", "namespace"), ("kubernetes.pod.name", "pod")])
+# gpulens events name the node in host.name and the GPU's holder in workload.* (gpulens.events).
+NODE_LOGS = kibana_logs_link("Node events in Kibana", [("host.name", "node")])
+POD_LOGS = kibana_logs_link("Pod's GPU events in Kibana", [("workload.namespace", "namespace"), ("workload.pod", "pod")])
 JAEGER_TRACE: dict[str, Any] = {"title": "Trace in Jaeger", "url": "${jaeger_url}/trace/${__data.fields.trace_id}", "targetBlank": True}
 
 

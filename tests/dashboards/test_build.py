@@ -125,7 +125,8 @@ def test_links_resolve_to_generated_dashboards_and_carry_variables(name: str) ->
 def test_data_links_reach_jaeger_and_kibana() -> None:
     links = [lk["url"] for d in DASHBOARDS.values() for p in _panels(d) for lk in p["fieldConfig"]["defaults"].get("links", [])]
     assert any(u.startswith("${jaeger_url}/trace/") for u in links)
-    assert any("${kibana_url}/app/discover" in u and "${__field.labels.node}" in u for u in links)
+    assert any("${kibana_url}/app/discover" in u and "host.name:\"${__field.labels.node}\"" in u for u in links)
+    assert all("index:'gpulens-logs'" in u for u in links if "/app/discover" in u)  # the data view elk/ ships
     assert any("${__field.labels.pod}" in u for u in links)
     exemplar_panels = [p for d in DASHBOARDS.values() for p in _panels(d) if any(t.get("exemplar") for t in p["targets"])]
     assert exemplar_panels and all(any("${jaeger_url}" in lk["url"] for lk in p["fieldConfig"]["defaults"]["links"])
