@@ -33,7 +33,7 @@ class ProbeApp:
         self.log = log or logging.getLogger("gpulens.probe")
         self.tracing = tracing
         self.recorder = Recorder()
-        tracing.on_export_failure = self.recorder.span_export_errors.inc
+        tracing.on_export_failure = self._export_failed
         self.targets: dict[str, Target] = {}
         self.sessions: dict[str, Session] = {}
         self.loops: dict[str, Loop] = {}
@@ -79,6 +79,11 @@ class ProbeApp:
                        "labels": {"target": target.name, "model": target.model, "protocol": target.protocol}})
         self._render()
         return result
+
+    def _export_failed(self, spans: int) -> None:
+        """Called on the span processor's thread: count, and refresh the served exposition."""
+        self.recorder.span_export_errors.inc(spans)
+        self._render()
 
     def _step(self, target: Target) -> None:
         self.probe_once(target)

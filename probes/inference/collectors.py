@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -119,7 +121,21 @@ class Recorder:
     def render(self, openmetrics: bool) -> bytes:
         """Text 0.0.4, or OpenMetrics (the format that carries exemplars; ends with `# EOF`)."""
         with self._lock:
-            return generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)
+            source = _WithoutCreated(self.registry)
+            return generate_openmetrics(source) if openmetrics else generate_latest(source)  # type: ignore[arg-type]
+
+
+class _WithoutCreated:
+    """The registry without prometheus_client's `_created` samples (process-wide switch otherwise):
+    the catalogue does not list them and the text format would show them as extra gauge families."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 def _remove(metric: Gauge | Counter | Histogram, labels: tuple[str, ...]) -> None:

@@ -105,7 +105,9 @@ def test_probe_traces_metrics_and_reasons_against_kserve(model_server: ModelServ
         assert {s.name for s in spans if s.parent_id == root.span_id} == {"POST", "connect", "write", "server", "read", "decode"}
         client = by_name["POST"]
         assert client.kind == 3 and client.attributes["http.response.status_code"] == 200  # SPAN_KIND_CLIENT
-        assert ok.received_traceparent == f"00-{ok.trace_id}-{client.span_id}-01"
+        version, trace_id, parent_id, flags = ok.received_traceparent.split("-")
+        assert (version, trace_id, parent_id) == ("00", ok.trace_id, client.span_id)
+        assert int(flags, 16) & 1  # sampled (03 = sampled + random trace id, W3C trace context level 2)
         assert root.attributes["gpulens.probe.target"] == "classifier-v2" and root.attributes["gpulens.probe.success"] is True
         assert root.resource["service.name"] == "gpulens-probe" and root.resource["k8s.node.name"] == "gpu-node-1"
         assert root.resource["k8s.pod.name"] == "probe-abc" and root.resource["k8s.namespace.name"] == "monitoring"
