@@ -72,8 +72,10 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
-    "probe": Command("gpulens.probes.inference.config:ProbeConfig", "Probe inference services (v1, v2, OpenAI) with traced requests (port 9447).", "gpulens.probes.inference.app:main"),
-    "canary": Command("gpulens.probes.canary.config:CanaryConfig", "Run the torch GPU canary on an interval and export its figures (port 9448).", "gpulens.probes.canary.app:main"),
+    "probe": Command("gpulens.probes.inference.config:ProbeConfig", "Probe inference services with traced requests (port 9447).",
+                     "gpulens.probes.inference.app:main"),
+    "canary": Command("gpulens.probes.canary.config:CanaryConfig", "Run the torch GPU canary and export its figures (port 9448).",
+                      "gpulens.probes.canary.app:main"),
 }
 
 

@@ -147,4 +147,8 @@ class Canary:
 
     def loop(self) -> Loop:
         """The background loop (not started): one round per interval, with jitter."""
-        return Loop("canary", self.run_once, self.cfg.interval_seconds, self.log, jitter=self.cfg.jitter)
+        return Loop("canary", self.step, self.cfg.interval_seconds, self.log, jitter=self.cfg.jitter)
+
+    def step(self) -> None:
+        """One round, for a Loop (which wants no return value)."""
+        self.run_once()

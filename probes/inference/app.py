@@ -6,6 +6,7 @@ A probe's failure is data (success 0, a reason, a span with ERROR status, one lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -55,7 +56,8 @@ class ProbeApp:
                 self.targets[name] = target
                 self.sessions[name] = Session(target.url, target.connection == "persistent", target.tls_verify, target.ca_file)
                 self.recorder.add(target, target.protocol)
-                loop = Loop(f"probe-{name}", lambda t=target: self._step(t), target.interval_seconds, self.log, jitter=self.cfg.jitter)
+                loop = Loop(f"probe-{name}", functools.partial(self._step, target), target.interval_seconds, self.log,
+                            jitter=self.cfg.jitter)
                 self.loops[name] = loop
                 if self._started:
                     loop.start()

@@ -5,7 +5,7 @@ objects (the only place in gpulens that does): `Histogram.observe(v, exemplar={"
 and its OpenMetrics exposition give Grafana the jump from a slow bucket to the trace. A target that
 goes away (discovery) is removed with `forget`, so its series do not linger.
 
-    gpulens_probe_duration_seconds_bucket{model="classifier",protocol="v2",target="classifier",le="0.01"} 3.0 # {trace_id="4bf9…"} 0.0071 1.7e9
+    gpulens_probe_duration_seconds_bucket{le="0.01",model="classifier",protocol="v2",target="classifier"} 3.0 # {trace_id="4bf9…"} 0.0071
 """
 
 from __future__ import annotations

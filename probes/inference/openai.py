@@ -10,7 +10,6 @@ counts from `usage`. The stream must be well-formed (`data:` events of JSON) and
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -94,7 +93,7 @@ def read_stream(clock: PhaseClock, session: Session, response: Response, stats: 
                 if isinstance(usage, dict):
                     stats.prompt_tokens = usage.get("prompt_tokens")
                     stats.completion_tokens = usage.get("completion_tokens")
-    except (TimeoutError, socket.timeout) as err:
+    except TimeoutError as err:
         raise fail("timeout", f"stream stalled past the timeout after {len(token_times)} tokens", response) from err
     except OSError as err:
         raise fail("stream_broken", f"connection lost mid-stream after {len(token_times)} tokens: {err}", response) from err

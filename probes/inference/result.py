@@ -70,6 +70,15 @@ def measure(target: Target, headers: Mapping[str, str], exchange: Callable[[Phas
     )
 
 
+def failed(target: Target, headers: Mapping[str, str], failure: ProbeFailure) -> ProbeResult:
+    """The result of a probe that failed before its timed exchange (the v2 metadata lookup)."""
+
+    def exchange(clock: PhaseClock) -> Response:
+        raise failure
+
+    return measure(target, headers, exchange)
+
+
 def fail(reason: str, message: str, response: Response | None = None) -> ProbeFailure:
     failure = ProbeFailure(reason, message)
     failure.response = response  # type: ignore[attr-defined]  # keeps status and Server-Timing for the result

@@ -118,7 +118,7 @@ class Session:
             with clock.phase("connect"):
                 sock = socket.create_connection((self.host, self.port), timeout=_remaining(deadline))
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (TimeoutError, socket.timeout) as err:
+        except TimeoutError as err:
             raise ProbeFailure("timeout", f"connect to {self.host}:{self.port} timed out") from err
         except OSError as err:
             raise ProbeFailure("connect", f"connect to {self.host}:{self.port}: {err.strerror or err}") from err
@@ -127,7 +127,7 @@ class Session:
                 with clock.phase("tls"):
                     sock.settimeout(_remaining(deadline))
                     sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
-            except (TimeoutError, socket.timeout) as err:
+            except TimeoutError as err:
                 sock.close()
                 raise ProbeFailure("timeout", "TLS handshake timed out") from err
             except (ssl.SSLError, ssl.CertificateError, OSError) as err:
@@ -196,7 +196,7 @@ class Session:
             if reused and not got:  # closed while idle; nothing of this request was processed
                 raise _Stale() from err
             raise ProbeFailure("connect", f"connection lost during {clock.current}: {err}") from err
-        except (TimeoutError, socket.timeout) as err:
+        except TimeoutError as err:
             raise ProbeFailure("timeout", f"timed out during {clock.current} ({clock.elapsed():.3f} s)") from err
         except http.client.HTTPException as err:
             raise ProbeFailure("decode", f"not an HTTP/1.1 response: {type(err).__name__}: {err}") from err

@@ -14,7 +14,17 @@ from typing import Any
 
 from gpulens.probes.inference import v2
 from gpulens.probes.inference.config import Target
-from gpulens.probes.inference.result import ProbeResult, check_output, check_status, decode_json, fail, flatten, measure, shape_of
+from gpulens.probes.inference.result import (
+    ProbeResult,
+    check_output,
+    check_status,
+    decode_json,
+    fail,
+    failed,
+    flatten,
+    measure,
+    shape_of,
+)
 from gpulens.probes.inference.transport import PhaseClock, ProbeFailure, Response, Session
 
 PROTOCOL = "v1"
@@ -36,7 +46,7 @@ def probe(target: Target, session: Session, headers: Mapping[str, str]) -> Probe
         try:
             meta = v2.metadata(target, session, headers, deadline)
         except ProbeFailure as failure:
-            return measure(target, headers, lambda clock: v2._raise(failure))
+            return failed(target, headers, failure)
     if target.payload is not None:
         payload = target.payload
     else:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpulens.probes.inference.config import OutputExpectation, Target
-from gpulens.probes.inference.result import ProbeResult, check_output, check_status, decode_json, fail, measure
+from gpulens.probes.inference.result import ProbeResult, check_output, check_status, decode_json, fail, failed, measure
 from gpulens.probes.inference.transport import PhaseClock, ProbeFailure, Response, Session
 
 PROTOCOL = "v2"
@@ -83,7 +83,7 @@ def probe(target: Target, session: Session, headers: Mapping[str, str]) -> Probe
     try:
         meta = metadata(target, session, headers, deadline) if target.payload is None or target.expect_from_metadata else {}
     except ProbeFailure as failure:
-        return measure(target, headers, lambda clock: _raise(failure))
+        return failed(target, headers, failure)
     payload = target.payload if target.payload is not None else {"inputs": generated_inputs(meta, random.Random())}
     expected = target.expect_outputs or (expectations_from(meta) if target.expect_from_metadata else ())
     body = json.dumps(payload).encode()
@@ -97,6 +97,3 @@ def probe(target: Target, session: Session, headers: Mapping[str, str]) -> Probe
 
     return measure(target, headers, exchange)
 
-
-def _raise(failure: ProbeFailure) -> Response:
-    raise failure
