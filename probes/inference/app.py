@@ -17,6 +17,7 @@ from gpulens.loop import Loop
 from gpulens.probes.inference import openai, v1, v2
 from gpulens.probes.inference.collectors import Recorder
 from gpulens.probes.inference.config import ProbeConfig, Target, load_targets
+from gpulens.probes.inference.discovery import Discovery, kserve_lister
 from gpulens.probes.inference.otel import Prober, Tracing, parse_headers
 from gpulens.probes.inference.result import ProbeResult
 from gpulens.probes.inference.transport import Session
@@ -129,6 +130,7 @@ def run(cfg: ProbeConfig, targets: list[Target], log: logging.Logger) -> int:
 
     web_config = load_web_config(cfg.web_config_file) if cfg.web_config_file else None
     app = ProbeApp(cfg, targets, Tracing(cfg), log)
+    discovery = Discovery(cfg, targets, app.set_targets, kserve_lister(cfg), log) if cfg.discover else None
     server = MetricsServer(cfg.listen_address, cfg.port, app.render_parts, app.ready, web_config,
                            title="gpulens inference probe", log=log)
     try:
@@ -137,12 +139,16 @@ def run(cfg: ProbeConfig, targets: list[Target], log: logging.Logger) -> int:
         log.error(f"cannot listen on {cfg.listen_address}:{cfg.port}: {err.strerror}")
         return 1
     app.start()
+    if discovery is not None:
+        discovery.loop.start()
     log.info(f"probe serving on {cfg.listen_address}:{server.port}, {len(targets)} targets, "
              f"spans to {cfg.otlp_endpoint or 'nowhere (no --otlp-endpoint)'}", extra={"event": {"action": "started"}})
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    if discovery is not None:
+        discovery.loop.stop()
     server.stop()
     app.stop()
     return 0
@@ -155,9 +161,9 @@ def main(cfg: ProbeConfig) -> int:
 
     problems: list[str] = []
     targets: list[Target] = []
-    if not cfg.targets_file:
-        problems.append("targets_file: required (a YAML file with a `targets:` list)")
-    else:
+    if not cfg.targets_file and not cfg.discover:
+        problems.append("targets_file: required (a YAML file with a `targets:` list), unless discover is on")
+    elif cfg.targets_file:
         try:
             targets = load_targets(cfg.targets_file, cfg)
         except ConfigError as err:
@@ -173,6 +179,11 @@ def main(cfg: ProbeConfig) -> int:
             load_web_config(cfg.web_config_file)
         except WebConfigError as err:
             problems.append(str(err))
+    if cfg.discover:
+        try:
+            import gpulens.exporters.kserve.discovery  # noqa: F401
+        except ImportError as err:
+            problems.append(f"discover: needs the KServe exporter's discovery and the kubernetes client ({err})")
     if problems:
         raise ConfigError(problems)
     return run(cfg, targets, logs.setup(cfg.log_level, "gpulens-probe"))

@@ -31,7 +31,7 @@ def test_bad_config_exits_2_with_every_problem(tmp_path: Path, capsys: pytest.Ca
         "gpulens probe: otlp_headers: 'novalue' is not key=value",
     ]
     assert cli_main(["probe"]) == 2
-    assert "gpulens probe: targets_file: required (a YAML file with a `targets:` list)" in capsys.readouterr().err
+    assert "gpulens probe: targets_file: required (a YAML file with a `targets:` list), unless discover is on" in capsys.readouterr().err
 
 
 def test_a_failed_probe_logs_one_ecs_line_with_trace_and_span_ids() -> None:
