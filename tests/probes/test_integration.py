@@ -9,6 +9,7 @@ per-token delay with wide tolerances (no tight timing asserts).
 from __future__ import annotations
 
 import statistics
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 
@@ -171,7 +172,7 @@ def test_export_failures_are_counted_and_never_block_probing(model_server: Model
         app.stop()
 
 
-def test_served_over_http_with_openmetrics_negotiation(model_server: ModelServerProcess) -> None:
+def test_served_over_http_with_openmetrics_negotiation(model_server: ModelServerProcess, promtool: str) -> None:
     cfg = ProbeConfig()
     app = ProbeApp(cfg, targets(model_server.url)[:1], Tracing(cfg))
     server = MetricsServer("127.0.0.1", 0, app.render_parts, app.ready)
@@ -184,6 +185,8 @@ def test_served_over_http_with_openmetrics_negotiation(model_server: ModelServer
             assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
         assert body.endswith("# EOF\n")
         assert _exemplars(body, "gpulens_probe_duration_seconds", "classifier-v2") == {result.trace_id}
+        lint = subprocess.run([promtool, "check", "metrics"], input=app.render(False), capture_output=True, timeout=60)
+        assert lint.returncode == 0, lint.stderr.decode() + lint.stdout.decode()
     finally:
         server.stop()
         app.stop()
