@@ -68,7 +68,7 @@ def plan(device: Device, matmul_size: int, copy_bytes: int, memory_cap: int, ele
     conv = 64 * 1024**2  # activations and weights of the small net, generously
 
     def total(n: int, copy: int) -> int:
-        return 2 * copy + 3 * n * n * element_size + conv
+        return 2 * copy + 3 * n * n * element_size + 4 * n * n + conv  # + the float32 matrix each is drawn in
 
     while total(n, copy) > memory_cap and copy > 1024**2:
         copy //= 2
@@ -136,8 +136,9 @@ def run_canary(torch: Any, device: Device, matmul_size: int = 0, copy_bytes: int
                 host = host.pin_memory()
             on_device = torch.empty_like(host, device=target)
             timer.run("h2d", lambda: on_device.copy_(host, non_blocking=True))
-            a = torch.randn(n, n, generator=gen).to(target, dtype)
-            b = torch.randn(n, n, generator=gen).to(target, dtype)
+            on_gen = torch.Generator(device=target).manual_seed(SEED)  # generated where used: no n×n on the host
+            a = torch.randn(n, n, generator=on_gen, device=target, dtype=torch.float32).to(dtype)
+            b = torch.randn(n, n, generator=on_gen, device=target, dtype=torch.float32).to(dtype)
             c = torch.matmul(a, b)  # warm-up: kernel selection and cuBLAS workspace outside the timing
 
             def matmuls() -> Any:
@@ -147,7 +148,8 @@ def run_canary(torch: Any, device: Device, matmul_size: int = 0, copy_bytes: int
 
             timer.run("matmul", matmuls)
             net = conv_net(torch).to(target, dtype)
-            images = torch.randn(CONV_BATCH, 3, CONV_SIZE, CONV_SIZE, generator=gen).to(target, dtype)
+            images = torch.randn(CONV_BATCH, 3, CONV_SIZE, CONV_SIZE, generator=on_gen, device=target,
+                                 dtype=torch.float32).to(dtype)
             net(images)  # warm-up (cuDNN algorithm choice)
             logits = timer.run("conv", lambda: net(images))
             copy2 = torch.empty_like(on_device)

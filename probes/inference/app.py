@@ -73,6 +73,8 @@ class ProbeApp:
     def probe_once(self, target: Target) -> ProbeResult:
         """Probe `target` now: trace, record, log a failure, re-render the exposition."""
         result = self.tracing.run(target, PROBERS[target.protocol], self.sessions[target.name], target.protocol)
+        if id(self.targets.get(target.name)) != id(target):
+            return result  # dropped (discovery) while this probe ran: recording would bring its series back
         self.recorder.record(target, target.protocol, result)
         if not result.success:
             self.log.warning(
