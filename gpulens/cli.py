@@ -72,6 +72,9 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "kserve-exporter": Command("gpulens.exporters.kserve.config:KserveExporterConfig",
+                               "Export InferenceService state and normalised model-server stats (Deployment, :9446).",
+                               "gpulens.exporters.kserve.app:main"),
     "probe": Command("gpulens.probes.inference.config:ProbeConfig", "Probe inference services with traced requests (port 9447).",
                      "gpulens.probes.inference.app:main"),
     "canary": Command("gpulens.probes.canary.config:CanaryConfig", "Run the torch GPU canary and export its figures (port 9448).",

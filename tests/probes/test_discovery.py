@@ -62,3 +62,28 @@ def test_discovery_updates_the_app_and_survives_api_errors(model_server) -> None
         assert 'target="models/broken"' not in app.render(False).decode()
     finally:
         app.stop()
+
+
+def test_inference_services_from_the_kubernetes_api_are_probed(model_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The KServe exporter's real lister against the Kubernetes API stand-in, its targets probed on KServe."""
+    from gpulens.probes.inference.discovery import kserve_lister
+    from gpulens.sim.inferenceservices import inference_service
+    from gpulens.sim.kubeapi import KubeAPI
+
+    with KubeAPI() as api:
+        for name in ("classifier", "wrong-shape"):
+            isvc = inference_service(name, "models", protocol="v2")
+            isvc["status"]["address"]["url"] = model_server.url  # the predictor is the demo server on loopback
+            api.add(isvc)
+        api.add(inference_service("elsewhere", "other", protocol="v2"))
+        cfg = ProbeConfig(discover=True, discover_namespaces="models", kubeconfig=api.kubeconfig(str(tmp_path / "kubeconfig")))
+        app = ProbeApp(cfg, [], Tracing(cfg))
+        try:
+            discovery = Discovery(cfg, [], app.set_targets, kserve_lister(cfg), logging.getLogger("test"))
+            assert discovery.loop.run_once(), discovery.loop.last_error
+            assert sorted(app.targets) == ["models/classifier", "models/wrong-shape"]
+            results = {name: app.probe_once(t) for name, t in app.targets.items()}
+            assert results["models/classifier"].success, results["models/classifier"].message
+            assert results["models/wrong-shape"].reason == "validation"  # checked against its v2 metadata
+        finally:
+            app.stop()
