@@ -23,7 +23,7 @@ class CanaryApp:
         self._rendered = self._renderer.render(self._families())
 
     def _families(self) -> list[Any]:
-        return [f for f in self.canary.collect() if f.rows or getattr(f, "samples", None)]
+        return [f for f in self.canary.collect() if f.samples]
 
     def step(self) -> None:
         self.canary.run_once()

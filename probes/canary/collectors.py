@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client.core import Metric
-
+from gpulens.exposition import ExpositionFamily
 from gpulens.loop import Loop
 from gpulens.metrics import canary as c
 from gpulens.probes.canary.config import CanaryConfig
@@ -116,7 +115,7 @@ class Canary:
             root.set_status(Status(StatusCode.ERROR, result.error))
         root.end(end_time=result.marks[-1][2])
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[ExpositionFamily]:
         """The last result of every device, as fresh families."""
         success, phase, flops, copy = c.SUCCESS.new(), c.PHASE_DURATION.new(), c.MATMUL_FLOPS.new(), c.COPY_BYTES.new()
         ratio, copy_ratio, last, skipped = c.MATMUL_RATIO.new(), c.COPY_RATIO.new(), c.LAST_RUN.new(), c.SKIPPED.new()
