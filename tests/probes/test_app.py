@@ -78,3 +78,14 @@ def test_otel_helpers() -> None:
     attrs = resource_attributes("svc", env)
     assert attrs["k8s.node.name"] == "n1" and attrs["k8s.pod.uid"] == "u" and attrs["service.name"] == "svc"
     assert "k8s.node.name" not in resource_attributes("svc", {})
+
+
+def test_readme_documents_every_probe_and_canary_flag() -> None:
+    import dataclasses
+
+    from gpulens.probes.canary.config import CanaryConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for cls in (ProbeConfig, CanaryConfig):
+        missing = [f.name for f in dataclasses.fields(cls) if f"`--{f.name.replace('_', '-')}`" not in readme]
+        assert missing == [], (cls.__name__, missing)
