@@ -492,19 +492,23 @@ def test_every_gpulens_invocation_loads_as_config(builds: dict[str, list[dict[st
         config.load(cls, env=env, flags=values)
 
 
-def test_probe_config_file_loads(base: list[dict[str, Any]], tmp_path: Path) -> None:
-    """The ConfigMap the probe reads with --config is a valid config file for `gpulens probe`."""
-    (container,) = _one(base, "Deployment", "gpulens-probe")["spec"]["template"]["spec"]["containers"]
+def test_probe_targets_file_loads(base: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The ConfigMap the probe reads with --targets-file is a valid targets file for `gpulens probe`."""
+    pod = _one(base, "Deployment", "gpulens-probe")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
     (inv,) = _invocations("probe", container)
-    path = Path(inv.flags["--config"])
+    path = Path(inv.flags["--targets-file"])
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
-    volume = next(v for v in _one(base, "Deployment", "gpulens-probe")["spec"]["template"]["spec"]["volumes"]
-                  if v["name"] == mount["name"])
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     text = _one(base, "ConfigMap", volume["configMap"]["name"])["data"][path.name]
     assert yaml.safe_load(text)["targets"]
     cls = _require_config("probe")
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith(config.ENV_PREFIX)}
+    cfg = config.load(cls, env=env, flags={"targets_file": str(tmp_path / path.name)})
+    assert cfg.otlp_endpoint.endswith(":4317")  # type: ignore[attr-defined]
     (tmp_path / path.name).write_text(text)
-    config.load(cls, file=str(tmp_path / path.name), env={}, flags={})
+    targets = importlib.import_module(cls.__module__).load_targets(str(tmp_path / path.name), cfg)
+    assert {t.protocol for t in targets} == {"v2", "openai"}
 
 
 def _all_configs() -> dict[str, type]:
