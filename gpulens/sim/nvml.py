@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -194,6 +194,8 @@ class _Gpu:
         self.throttle = 0
         self.processes: list[tuple[int, int, int]] = []  # pid, used bytes, gpu instance id (set_processes)
         self.process_kinds: dict[int, str] = {}  # pid -> compute|graphics|mps for set_processes' pids
+        # set_process_utilization: pid -> share of the whole GPU (0..1) per engine: sm, encoder, decoder
+        self.process_shares: dict[str, dict[int, float]] = {}
         # Default workload when set_processes was not called: (pid, share of the GPU's load and memory).
         self.default_processes = [(20000 + 100 * index + 1, 0.7), (20000 + 100 * index + 2, 0.3)] if index % 2 else \
             [(20000 + 100 * index + 1, 1.0)]
@@ -392,13 +394,13 @@ class SimulatedNVML:
 
     @_api("device")
     def nvmlDeviceGetEncoderUtilization(self, handle: SimHandle) -> list[int]:
-        """[percent, sampling period µs]; inference does not use the video engines, so 0."""
-        return [0, _SAMPLING_PERIOD_US]
+        """[percent, sampling period µs]; inference does not use the video engines: 0 unless set_process_utilization set some."""
+        return [round(100 * sum(self._gpus[handle.gpu].process_shares.get("encoder", {}).values())), _SAMPLING_PERIOD_US]
 
     @_api("device")
     def nvmlDeviceGetDecoderUtilization(self, handle: SimHandle) -> list[int]:
-        """[percent, sampling period µs]; inference does not use the video engines, so 0."""
-        return [0, _SAMPLING_PERIOD_US]
+        """[percent, sampling period µs]; inference does not use the video engines: 0 unless set_process_utilization set some."""
+        return [round(100 * sum(self._gpus[handle.gpu].process_shares.get("decoder", {}).values())), _SAMPLING_PERIOD_US]
 
     @_api("device")
     def nvmlDeviceGetMemoryInfo(self, handle: SimHandle, version: int | None = None) -> pynvml.c_nvmlMemory_t | pynvml.c_nvmlMemory_v2_t:
@@ -622,8 +624,9 @@ class SimulatedNVML:
         """Per-process SM/memory utilization (%) of the latest sample newer than timeStamp (µs).
 
         smUtil over processes sums to nvmlDeviceGetUtilizationRates().gpu at the same instant (memUtil
-        to .memory). NotFound when no sample is newer than timeStamp; NotSupported under MIG, as real
-        drivers answer.
+        to .memory, encUtil/decUtil to the encoder/decoder figures). The split follows each process's
+        memory, or the shares set_process_utilization gave. NotFound when no sample is newer than
+        timeStamp; NotSupported under MIG, as real drivers answer.
         """
         gpu, t = self._gpus[handle.gpu], self._now()
         if gpu.instances or handle.gi is not None:
@@ -633,13 +636,15 @@ class SimulatedNVML:
         if stamp <= timeStamp or not procs:
             raise _fail(pynvml.NVML_ERROR_NOT_FOUND)
         load = gpu.curve.at(t)
-        weights = [share for _, _, _, share, _ in procs]
+        shares = gpu.process_shares
+        weights = [shares["sm"].get(pid, 0.0) for pid, *_ in procs] if shares else [share for _, _, _, share, _ in procs]
         sm = _split(round(load * 100), weights)
         mem = _split(round(load * 55), weights)
+        video = {engine: [round(100 * shares.get(engine, {}).get(pid, 0.0)) for pid, *_ in procs] for engine in ("encoder", "decoder")}
         samples = []
-        for (pid, *_), sm_util, mem_util in zip(procs, sm, mem, strict=True):
+        for i, ((pid, *_), sm_util, mem_util) in enumerate(zip(procs, sm, mem, strict=True)):
             samples.append(pynvml.c_nvmlProcessUtilizationSample_t(pid=pid, timeStamp=stamp, smUtil=sm_util, memUtil=mem_util,
-                                                                   encUtil=0, decUtil=0))
+                                                                   encUtil=video["encoder"][i], decUtil=video["decoder"][i]))
         return samples
 
     # ---- NVML: MIG -----------------------------------------------------------------------------
@@ -970,6 +975,35 @@ class SimulatedNVML:
         state = self._gpu(gpu)
         state.processes = [(p[0], p[1], p[2] if len(p) > 2 else NO_INSTANCE) for p in processes]
         state.process_kinds = {p[0]: kind for p in processes}
+
+    def add_processes(self, gpu: int, processes: Sequence[tuple[int, ...]], kind: str = "compute") -> None:
+        """Like set_processes, but keeps the processes already set (e.g. MPS clients beside compute processes)."""
+        state = self._gpu(gpu)
+        before, kinds = list(state.processes), dict(state.process_kinds)
+        self.set_processes(gpu, processes, kind)
+        state.processes = before + state.processes
+        state.process_kinds = {**kinds, **state.process_kinds}
+
+    def set_process_utilization(self, gpu: int, sm: Mapping[int, float] | None, encoder: Mapping[int, float] | None = None,
+                                decoder: Mapping[int, float] | None = None) -> None:
+        """Give processes (by pid) fixed shares of the whole GPU in 0..1, e.g. {101: 0.1, 102: 0.3, 103: 0.5}.
+
+        The device load is pinned to the SM shares' sum (0.9 here) and nvmlDeviceGetProcessUtilization
+        reports each pid's share (smUtil 10, 30, 50; memUtil split the same way; pids not named read 0).
+        encoder/decoder shares set encUtil/decUtil, and the device's encoder/decoder utilization is their sum.
+        None returns to the default split (by memory) and to the load curve."""
+        state = self._gpu(gpu)
+        if sm is None:
+            state.process_shares = {}
+            self.set_load(gpu, None)
+            return
+        shares = {"sm": dict(sm), "encoder": dict(encoder or {}), "decoder": dict(decoder or {})}
+        for engine, by_pid in shares.items():
+            total = sum(by_pid.values())
+            if any(v < 0 for v in by_pid.values()) or total > 1.0 + 1e-9:
+                raise ValueError(f"{engine} shares must be >= 0 and sum to at most 1, got {by_pid}")
+        self.set_load(gpu, min(1.0, sum(shares["sm"].values())))
+        state.process_shares = shares
 
     def set_library_mismatch(self, on: bool) -> None:
         """Make the unversioned process queries raise pynvml.NVMLLibraryMismatchError (older libnvidia-ml)."""
