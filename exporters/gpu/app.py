@@ -66,8 +66,9 @@ class GpuExporter:
         self._durations: dict[str, float] = {}
         self.events: EventWatcher | None = None
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, clock=clock, log=self._log,
-                               source=nvml_source, on_generation=self._generation_changed)
+                               source=nvml_source, on_generation=self._generation_changed, on_snapshot=self._sampled)
         self.pods = pods
+        self.usage: Any = None  # gpulens.exporters.pods.collector.PodUsage with --pod-usage
         if cfg.xid_events:
             self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
                                        self.attribution, log=self._log)
@@ -75,6 +76,10 @@ class GpuExporter:
     def _generation_changed(self) -> None:
         if self.events is not None:
             self.events.trigger()
+
+    def _sampled(self, snapshot: Snapshot) -> None:
+        if self.usage is not None:  # per-pod usage splits this very cycle's device figures
+            self.usage.on_snapshot(snapshot)
 
     def attribution(self) -> gpu.Attribution:
         return self.pods.mapping() if self.pods is not None else {}
@@ -84,12 +89,16 @@ class GpuExporter:
         self.sampler.start()
         if self.pods is not None:
             self.pods.start()
+        if self.usage is not None:
+            self.usage.start()
         if self.events is not None:
             self.events.start()
 
     def stop(self) -> None:
         if self.events is not None:
             self.events.stop()
+        if self.usage is not None:
+            self.usage.stop()
         if self.pods is not None:
             self.pods.stop()
         self.sampler.stop()
@@ -100,6 +109,8 @@ class GpuExporter:
             "gpu": lambda: gpu.collect(snapshot, attribution, self.cfg.nvlink_per_link)}
         if self.pods is not None:
             out["podresources"] = self.pods.collect
+        if self.usage is not None:
+            out["pod_usage"] = self.usage.collect
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
@@ -193,7 +204,8 @@ class GpuExporter:
         return True, "ok"
 
     def _loops(self) -> list[Any]:
-        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None)]
+        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None),
+                 *(self.usage.loops() if self.usage is not None else ())]
         return [loop for loop in loops if loop is not None and loop.started]
 
 
@@ -286,6 +298,11 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
             pods = PodResourcesWatcher(socket_path, cfg.podresources_interval_seconds, log=log)
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
+    if cfg.pod_usage:
+        from gpulens.exporters.pods.collector import PodUsage
+
+        exporter.usage = PodUsage.from_config(nvml, exporter.sampler.devices, cfg.interval_seconds, cfg.proc_root,
+                                              cfg.node_name, cfg.kubeconfig, log)
     routes = {"/-/simulate/fault": sim.post_fault} if sim is not None else {}
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log, max_connections=cfg.max_connections,
@@ -343,6 +360,9 @@ def main(cfg: GpuExporterConfig) -> int:
             problems.append(f"simulate-faults: {err}")
         except ValueError as err:
             problems.append(f"simulate: {err}")
+    from gpulens.exporters.pods.collector import check as check_pod_usage
+
+    problems += check_pod_usage(cfg.pod_usage, cfg.node_name)
     if cfg.web_config_file:
         try:
             load_web_config(cfg.web_config_file)
