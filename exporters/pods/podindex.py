@@ -100,6 +100,11 @@ class PodIndex:
     def stop(self) -> None:
         self.reflector.stop()
 
+    @property
+    def version(self) -> int:
+        """Bumped by every change to the node's pods (callers cache lookups until it moves)."""
+        return self._version
+
     def _changed(self) -> None:
         self._version += 1
 

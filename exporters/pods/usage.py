@@ -20,6 +20,11 @@ concurrently (each one's SM time overlaps the others'), the two calls' sampling 
 MPS lists a client's memory under the server too. A quantity the device does not report (NotSupported)
 is left out for the pods as well: a made-up number would not add up to anything.
 
+The process lists cost more than the rest (pynvml turns every entry into an object), and memory only
+moves when something allocates or frees: they are re-read when the device's memory used changed since
+the last read, when a utilization sample names a PID they did not list, and at least every 10 s.
+At a steady state (an inference server's caching allocator holds its memory) that is once per 10 s.
+
 NVML lists only processes that were busy during the sample period; when no sample is newer than the
 last one seen (NotFound) the previous samples are kept for `hold_seconds` (the driver's own sample
 period may be longer than our interval), then the processes read 0.
@@ -27,12 +32,14 @@ period may be longer than our interval), then the processes read 0.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pynvml
 
@@ -42,17 +49,31 @@ QUANTITIES = ("sm", "memory", "encoder", "decoder", "memory_used")  # index orde
 SM, MEMORY, ENCODER, DECODER, MEMORY_USED = range(5)
 # How a GPU process resolved: "pod" is attributed; every other one counts as unattributed.
 RESULTS = ("pod", "not_in_pod", "unknown_pod", "unknown_container", "exited", "unreadable", "unknown_format", "no_host_pid")
+# The process lists (memory per PID) are re-read when the device's memory used changes, when a PID
+# shows up in the utilization samples that they do not list, and at least this often.
+LISTS_MAX_AGE_SECONDS = 10.0
 _PROCESS_LISTS = ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
                   "nvmlDeviceGetMPSComputeRunningProcesses")
 _ABSENT = (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 _LOST = (pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNINITIALIZED, pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
+# c_nvmlProcessUtilizationSample_t (pid, timeStamp, smUtil, memUtil, encUtil, decUtil) in its native layout: one
+# unpack per sample instead of six attribute reads through pynvml's Python-level __getattribute__.
+_SAMPLE = struct.Struct("@IQIIII")
+_SAMPLE_FAST = ctypes.sizeof(pynvml.c_nvmlProcessUtilizationSample_t) == _SAMPLE.size
+
+
+def _fields(sample: Any) -> tuple[int, int, int, int, int, int]:
+    if _SAMPLE_FAST and isinstance(sample, pynvml.c_nvmlProcessUtilizationSample_t):
+        return _SAMPLE.unpack(bytes(sample))  # type: ignore[return-value]
+    return (sample.pid, sample.timeStamp, sample.smUtil, sample.memUtil, sample.encUtil, sample.decUtil)
+
+
 Figures = tuple[float | None, ...]  # one value per QUANTITIES entry; None: the device does not report it
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """The container a process runs in."""
+class Owner(NamedTuple):
+    """The container a process runs in (a tuple: hashed in C, it keys every aggregation)."""
 
     namespace: str
     pod: str
@@ -89,6 +110,9 @@ class PodLookup(Protocol):
     @property
     def up(self) -> bool: ...
 
+    @property
+    def version(self) -> int: ...  # changes whenever a pod changes: cached resolutions are redone
+
     def lookup(self, uid: str) -> Any: ...  # a PodRef (namespace, name, containers) or None
 
 
@@ -118,12 +142,15 @@ class Resolver:
         self.pods = pods
         self._clock = clock
         self._refresh = refresh_seconds
-        self._cache: dict[int, tuple[CgroupRef | None | str, float]] = {}  # pid → (ref, None or "unknown_format"; read at)
+        # pid → (cgroup ref | None | "unknown_format", read at, pod index version, owner, result)
+        self._cache: dict[int, tuple[CgroupRef | None | str, float, int, Owner | None, str]] = {}
+        self._now = clock()
         self._once = _Once(log)
         self.host_pid = False
 
     def begin(self) -> None:
         """Once per cycle: is the host's PID namespace visible (checked until it is; it cannot go away)?"""
+        self._now = self._clock()
         if not self.host_pid:
             self.host_pid = self.proc.host_pid_namespace()
             if not self.host_pid:
@@ -138,12 +165,8 @@ class Resolver:
         for pid in [p for p in self._cache if p not in pids]:
             del self._cache[pid]
 
-    def _cgroup(self, pid: int) -> CgroupRef | None | str:
-        """The parsed cgroup of pid (cached), or a result name: exited, unreadable, unknown_format."""
-        now = self._clock()
-        cached = self._cache.get(pid)
-        if cached is not None and now - cached[1] < self._refresh:
-            return cached[0]
+    def _read(self, pid: int) -> CgroupRef | None | str:
+        """The parsed cgroup of pid, or a result name: exited, unreadable (not cached), unknown_format."""
         try:
             text = self.proc.read_cgroup(pid)
         except ProcessGone:
@@ -156,19 +179,13 @@ class Resolver:
                        "unattributed (logged once per error)")
             return "unreadable"
         try:
-            ref: CgroupRef | None | str = parse_cgroup(text)
+            return parse_cgroup(text)
         except UnknownFormat as err:
             self._once(f"unknown_format:{err}", logging.WARNING,
                        f"GPU process {pid}: {err}; its usage counts as unattributed (logged once per format)")
-            ref = "unknown_format"
-        self._cache[pid] = (ref, now)
-        return ref
+            return "unknown_format"
 
-    def resolve(self, pid: int) -> tuple[Owner | None, str]:
-        """(owner, result): result is one of RESULTS; owner is set only for "pod"."""
-        if not self.host_pid:
-            return None, "no_host_pid"
-        ref = self._cgroup(pid)
+    def _lookup(self, ref: CgroupRef | None | str) -> tuple[Owner | None, str]:
         if ref is None:
             return None, "not_in_pod"
         if isinstance(ref, str):
@@ -184,6 +201,27 @@ class Resolver:
             return None, "unknown_container"  # the pod's status does not list it yet (just started)
         return Owner(pod.namespace, pod.name, name), "pod"
 
+    def resolve(self, pid: int) -> tuple[Owner | None, str]:
+        """(owner, result): result is one of RESULTS; owner is set only for "pod".
+
+        Cached per PID: the cgroup for `refresh_seconds`, the owner until the pod index changes.
+        """
+        if not self.host_pid:
+            return None, "no_host_pid"
+        version = self.pods.version if self.pods is not None else 0
+        cached = self._cache.get(pid)
+        if cached is not None and self._now - cached[1] < self._refresh:
+            if cached[2] == version:
+                return cached[3], cached[4]
+            ref, read_at = cached[0], cached[1]
+        else:
+            ref, read_at = self._read(pid), self._now
+            if ref in ("exited", "unreadable"):
+                return None, str(ref)  # not cached: retried next cycle
+        owner, result = self._lookup(ref)
+        self._cache[pid] = (ref, read_at, version, owner, result)
+        return owner, result
+
 
 @dataclass
 class _Device:
@@ -193,33 +231,38 @@ class _Device:
     samples: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)  # pid → sm, mem, enc, dec ratios
     sampled_at: float = float("-inf")
     unsupported: set[str] = field(default_factory=set)
+    memory: dict[int, float] | None = None  # pid → bytes from the process lists, as last read
+    memory_ok: bool = False  # every list answered (or is unsupported) at that read
+    memory_device: float | None = None  # the device's memory used when they were read
+    memory_at: float = float("-inf")
 
 
-def split(device: Figures, processes: dict[int, list[float | None]], owners: dict[int, Owner | None]
+def split(device: Figures, processes: dict[int, list[float]], owners: dict[int, Owner | None]
           ) -> tuple[dict[Owner, Figures], Figures]:
-    """The arithmetic of the module docstring: (per-owner figures, unattributed figures)."""
-    totals = [0.0] * len(QUANTITIES)
+    """The arithmetic of the module docstring: (per-owner figures, unattributed figures).
+
+    processes: pid → [sm, memory, encoder, decoder, memory used] (0 where a process has no figure).
+    """
     per_owner: dict[Owner, list[float]] = {}
-    for pid, measured in processes.items():
+    for pid, row in processes.items():
         owner = owners.get(pid)
-        row = per_owner.setdefault(owner, [0.0] * len(QUANTITIES)) if owner is not None else None
-        for q, v in enumerate(measured):
-            if v is not None:
-                totals[q] += v
-                if row is not None:
-                    row[q] += v
-    scale = [d / t if d is not None and t > d else 1.0 for d, t in zip(device, totals, strict=True)]
-    pods: dict[Owner, Figures] = {}
-    attributed = [0.0] * len(QUANTITIES)
-    for owner, row in per_owner.items():
-        values: list[float | None] = []
-        for q, v in enumerate(row):
-            if device[q] is None:
-                values.append(None)
+        if owner is not None:
+            sums = per_owner.get(owner)
+            if sums is None:
+                per_owner[owner] = list(row)
             else:
-                v *= scale[q]
-                attributed[q] += v
-                values.append(v)
+                sums[:] = map(float.__add__, sums, row)
+    totals = [sum(column) for column in zip(*processes.values())] if processes else [0.0] * len(QUANTITIES)
+    scale = [d / t if d is not None and t > d else 1.0 for d, t in zip(device, totals, strict=True)]
+    present = [q for q, d in enumerate(device) if d is not None]
+    attributed = [0.0] * len(QUANTITIES)
+    pods: dict[Owner, Figures] = {}
+    for owner, sums in per_owner.items():
+        values: list[float | None] = [None] * len(QUANTITIES)
+        for q in present:
+            v = sums[q] * scale[q]
+            attributed[q] += v
+            values[q] = v
         pods[owner] = tuple(values)
     rest = tuple(None if d is None else max(0.0, d - a) for d, a in zip(device, attributed, strict=True))
     return pods, rest
@@ -229,7 +272,8 @@ class UsageReader:
     """Reads every GPU's process figures and splits them per container (`cycle()` → UsageSnapshot)."""
 
     def __init__(self, nvml: Any, devices: Callable[[], Iterable[tuple[int, str, Any]]], resolver: Resolver,
-                 log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic, hold_seconds: float = 1.0):
+                 log: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic, hold_seconds: float = 1.0,
+                 lists_max_age_seconds: float = LISTS_MAX_AGE_SECONDS):
         self.nvml = nvml
         self._devices = devices
         self.resolver = resolver
@@ -237,6 +281,7 @@ class UsageReader:
         self._once = _Once(self._log)
         self._clock = clock
         self._hold = hold_seconds
+        self._lists_max_age = lists_max_age_seconds
         self._state: dict[str, _Device] = {}
         self.snapshot: UsageSnapshot | None = None
 
@@ -273,14 +318,17 @@ class UsageReader:
                 return state.samples
             self._call(state, uuid, "nvmlDeviceGetProcessUtilization", handle, state.last_seen)  # logs, remembers
             return None
-        newest: dict[int, Any] = {}
-        for s in raw:
-            seen = newest.get(s.pid)
-            if seen is None or s.timeStamp > seen.timeStamp:
-                newest[s.pid] = s
-            if s.timeStamp > state.last_seen:
-                state.last_seen = s.timeStamp
-        state.samples = {pid: (s.smUtil / 100, s.memUtil / 100, s.encUtil / 100, s.decUtil / 100) for pid, s in newest.items()}
+        newest: dict[int, tuple[int, int, int, int, int, int]] = {}
+        last_seen = state.last_seen
+        for sample in raw:
+            fields = _fields(sample)
+            seen = newest.get(fields[0])
+            if seen is None or fields[1] > seen[1]:
+                newest[fields[0]] = fields
+            if fields[1] > last_seen:
+                last_seen = fields[1]
+        state.last_seen = last_seen
+        state.samples = {pid: (sm / 100, mem / 100, enc / 100, dec / 100) for pid, _, sm, mem, enc, dec in newest.values()}
         state.sampled_at = self._clock()
         return state.samples
 
@@ -301,21 +349,27 @@ class UsageReader:
         if device is None:
             device = self._read_device(state, uuid, handle)
         samples = self._samples(state, uuid, handle)
-        processes: dict[int, list[float | None]] = {}
-        lists_ok = True
-        for fn in _PROCESS_LISTS:
-            infos = call(state, uuid, fn, handle)
-            if infos is None:
-                lists_ok = lists_ok and fn in state.unsupported and fn != _PROCESS_LISTS[0]
-                continue
-            for p in infos:
-                used = p.usedGpuMemory  # None on WDDM or without permission: not attributable, stays in the remainder
-                row = processes.setdefault(p.pid, [0.0, 0.0, 0.0, 0.0, None])
-                if used is not None and (row[MEMORY_USED] is None or used > row[MEMORY_USED]):
-                    row[MEMORY_USED] = float(used)  # the same process in two lists: counted once
+        memory = state.memory
+        now = self._clock()
+        if (memory is None or device[MEMORY_USED] is None or device[MEMORY_USED] != state.memory_device
+                or now - state.memory_at >= self._lists_max_age or (samples and not memory.keys() >= samples.keys())):
+            memory, lists_ok = {}, True
+            for fn in _PROCESS_LISTS:
+                infos = call(state, uuid, fn, handle)
+                if infos is None:
+                    lists_ok = lists_ok and fn in state.unsupported and fn != _PROCESS_LISTS[0]
+                    continue
+                for p in infos:
+                    used = p.usedGpuMemory  # None on WDDM or without permission: not attributable, stays in the remainder
+                    used = 0.0 if used is None else float(used)
+                    if used >= memory.get(p.pid, 0.0):
+                        memory[p.pid] = used  # the same process in two lists: counted once
+            state.memory, state.memory_ok, state.memory_device, state.memory_at = memory, lists_ok, device[MEMORY_USED], now
+        lists_ok = state.memory_ok
+        processes: dict[int, list[float]] = {pid: [0.0, 0.0, 0.0, 0.0, used] for pid, used in memory.items()}
         if samples is not None:
             for pid, (sm, memory, encoder, decoder) in samples.items():
-                row = processes.setdefault(pid, [0.0, 0.0, 0.0, 0.0, None])
+                row = processes.setdefault(pid, [0.0, 0.0, 0.0, 0.0, 0.0])
                 row[SM], row[MEMORY], row[ENCODER], row[DECODER] = sm, memory, encoder, decoder
         # a quantity whose per-process side is unknown is left out: the device figure alone splits nothing
         device = (*(None if samples is None else d for d in device[:MEMORY_USED]), device[MEMORY_USED] if lists_ok else None)

@@ -16,6 +16,7 @@ import ctypes
 import functools
 import hashlib
 import random
+import struct
 import threading
 import time
 import types
@@ -42,6 +43,8 @@ _PCIE_TX_SHARE = 0.4  # inference moves more data host->GPU (RX) than back
 _NVLINK_RX_SHARE = 0.95
 _MEMORY_TEMP_OFFSET_C = 6
 _SAMPLING_PERIOD_US = 167_000
+_PROCESS_INFO = struct.Struct("@IQII")  # c_nvmlProcessInfo_t's layout (pid, usedGpuMemory, gpuInstanceId, computeInstanceId)
+_SAMPLE = struct.Struct("@IQIIII")  # c_nvmlProcessUtilizationSample_t's native layout (pid, timeStamp, sm, mem, enc, dec)
 _EPOCH_US = 1_750_000_000_000_000  # process-utilization timestamps look like NVML's (µs since the epoch)
 _MIB = 1 << 20
 _BUS_IDS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)  # an HGX board's 8 GPUs; 8 per PCI domain
@@ -641,11 +644,12 @@ class SimulatedNVML:
         sm = _split(round(load * 100), weights)
         mem = _split(round(load * 55), weights)
         video = {engine: [round(100 * shares.get(engine, {}).get(pid, 0.0)) for pid, *_ in procs] for engine in ("encoder", "decoder")}
-        samples = []
-        for i, ((pid, *_), sm_util, mem_util) in enumerate(zip(procs, sm, mem, strict=True)):
-            samples.append(pynvml.c_nvmlProcessUtilizationSample_t(pid=pid, timeStamp=stamp, smUtil=sm_util, memUtil=mem_util,
-                                                                   encUtil=video["encoder"][i], decUtil=video["decoder"][i]))
-        return samples
+        # Filled from packed bytes, as the driver fills the array (no per-field Python setattr), then
+        # sliced into structs as pynvml returns them.
+        packed = b"".join(_SAMPLE.pack(pid, stamp, sm_util, mem_util, video["encoder"][i], video["decoder"][i])
+                          for i, ((pid, *_), sm_util, mem_util) in enumerate(zip(procs, sm, mem, strict=True)))
+        array = (pynvml.c_nvmlProcessUtilizationSample_t * len(procs)).from_buffer_copy(packed)
+        return array[0:len(procs)]
 
     # ---- NVML: MIG -----------------------------------------------------------------------------
 
@@ -1149,8 +1153,9 @@ class SimulatedNVML:
         for pid, used, gi, _, proc_kind in self._processes(gpu, handle.gi):
             if proc_kind != kind:
                 continue
-            info = pynvml.c_nvmlProcessInfo_t(pid=pid, usedGpuMemory=used, gpuInstanceId=gi,
-                                              computeInstanceId=NO_INSTANCE if gi == NO_INSTANCE else 0)
+            # filled from bytes as the driver fills it; the friendly conversion is pynvml's own
+            info = pynvml.c_nvmlProcessInfo_t.from_buffer_copy(
+                _PROCESS_INFO.pack(pid, used, gi, NO_INSTANCE if gi == NO_INSTANCE else 0))
             out.append(pynvml.nvmlStructToFriendlyObject(info))
         return out
 

@@ -47,6 +47,7 @@ class Pods:
     def __init__(self, up: bool = True) -> None:
         self.by_uid: dict[str, Pod] = {}
         self.up = up
+        self.version = 0  # tests that change pods after a cycle bump it, as PodIndex does on every event
 
     def add(self, name: str, containers: dict[str, str], namespace: str = "models") -> Pod:
         pod = Pod(namespace, name, pod_uid(name), containers)
@@ -141,7 +142,7 @@ def test_mps_clients_and_encoder_decoder_split(tmp_path: Path) -> None:
 def test_split_scales_when_processes_add_up_to_more_than_the_device() -> None:
     a, b = Owner("ns", "a", "c"), Owner("ns", "b", "c")
     pods, rest = split((0.6, None, 0.0, 0.0, 100.0), {1: [0.5, 0.1, 0.0, 0.0, 30.0], 2: [0.3, 0.1, 0.0, 0.0, 20.0],
-                                                    3: [0.2, 0.0, 0.0, 0.0, None]}, {1: a, 2: b, 3: None})
+                                                    3: [0.2, 0.0, 0.0, 0.0, 0.0]}, {1: a, 2: b, 3: None})
     assert pods[a][SM] == pytest.approx(0.3) and pods[b][SM] == pytest.approx(0.18)  # ×0.6, the 0.12 of pid 3 unattributed
     assert rest[SM] == pytest.approx(0.12)
     assert pods[a][1] is None and rest[1] is None  # the device does not report it: left out, not 0
@@ -256,3 +257,29 @@ def test_collector_exposition_passes_promtool(tmp_path: Path, promtool: str) -> 
     assert families["gpulens_pod_attribution_processes_visible"].samples[0].value == 4
     out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_process_lists_are_reread_when_memory_or_the_process_set_moves(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    _three_pods(w)
+    calls = w.nv.calls
+    w.reader.cycle()
+    read = calls["nvmlDeviceGetComputeRunningProcesses"]
+    w.clock.tick()
+    w.reader.cycle()
+    assert calls["nvmlDeviceGetComputeRunningProcesses"] == read  # steady state: memory unchanged, same PIDs
+    w.nv.set_processes(0, [(101, 3 * GIB), (102, 4 * GIB), (103, 6 * GIB)])  # 101 allocates: the device's memory moves
+    w.clock.tick()
+    gpu = w.reader.cycle().gpus[0]
+    assert calls["nvmlDeviceGetComputeRunningProcesses"] == read + 1
+    assert gpu.pods[Owner("models", "a-0", "main")][MEMORY_USED] == 3 * GIB
+    w.place(104, "d-0")  # a new process whose memory is not counted yet (0 bytes): its utilization sample names it
+    w.nv.set_processes(0, [(101, 3 * GIB), (102, 4 * GIB), (103, 6 * GIB), (104, 0)])
+    w.nv.set_process_utilization(0, {101: 0.1, 102: 0.3, 103: 0.4, 104: 0.1})
+    w.clock.tick()
+    gpu = w.reader.cycle().gpus[0]
+    assert calls["nvmlDeviceGetComputeRunningProcesses"] == read + 2
+    assert gpu.pods[Owner("models", "d-0", "main")][SM] == pytest.approx(0.1)
+    w.clock.tick(10)  # and at least every LISTS_MAX_AGE_SECONDS
+    w.reader.cycle()
+    assert calls["nvmlDeviceGetComputeRunningProcesses"] == read + 3
