@@ -252,7 +252,7 @@ def split(device: Figures, processes: dict[int, list[float]], owners: dict[int, 
                 per_owner[owner] = list(row)
             else:
                 sums[:] = map(float.__add__, sums, row)
-    totals = [sum(column) for column in zip(*processes.values())] if processes else [0.0] * len(QUANTITIES)
+    totals = [sum(column) for column in zip(*processes.values(), strict=True)] if processes else [0.0] * len(QUANTITIES)
     scale = [d / t if d is not None and t > d else 1.0 for d, t in zip(device, totals, strict=True)]
     present = [q for q, d in enumerate(device) if d is not None]
     attributed = [0.0] * len(QUANTITIES)
