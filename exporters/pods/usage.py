@@ -368,9 +368,9 @@ class UsageReader:
         lists_ok = state.memory_ok
         processes: dict[int, list[float]] = {pid: [0.0, 0.0, 0.0, 0.0, used] for pid, used in memory.items()}
         if samples is not None:
-            for pid, (sm, memory, encoder, decoder) in samples.items():
+            for pid, (sm, mem_util, encoder, decoder) in samples.items():
                 row = processes.setdefault(pid, [0.0, 0.0, 0.0, 0.0, 0.0])
-                row[SM], row[MEMORY], row[ENCODER], row[DECODER] = sm, memory, encoder, decoder
+                row[SM], row[MEMORY], row[ENCODER], row[DECODER] = sm, mem_util, encoder, decoder
         # a quantity whose per-process side is unknown is left out: the device figure alone splits nothing
         device = (*(None if samples is None else d for d in device[:MEMORY_USED]), device[MEMORY_USED] if lists_ok else None)
         owners: dict[int, Owner | None] = {}
