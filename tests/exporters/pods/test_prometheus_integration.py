@@ -105,6 +105,24 @@ def test_prometheus_sums_pods_and_remainder_to_the_device(stack: Any, pods: Any,
                for r in diff), diff
 
 
+def test_readme_queries_check_out(stack: Any) -> None:
+    """The README's sum check and its power-estimate recipe, as written there."""
+    prom, _, nv = stack
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    lines = readme.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith('sum by (uuid) ({__name__=~"gpulens_pod_gpu_sm'))
+    check = f"{lines[at].strip()} {lines[at + 1].strip()}"
+    assert check.endswith("== on (uuid) sum by (uuid) (gpulens_gpu_utilization_ratio)")
+    assert len(prom.query(check)) == 2  # both GPUs hold
+    power = readme.split("# estimated watts per pod")[1].split("```")[0].split("\n", 1)[1]
+    estimate = _by(prom.query(power), "pod")
+    watts = float(prom.query(f'{g.POWER.name}{{gpu="0"}}')[0]["value"][1])
+    assert set(estimate) == set(SHARES)
+    assert sum(estimate.values()) == pytest.approx(watts, rel=TOLERANCE / 0.9)  # the pods hold all of GPU 0's SM time
+    usage = readme.split("GPU-hours used per namespace on shared GPUs are\n")[1].split("`")[1]
+    assert prom.query(usage)[0]["metric"] == {"namespace": "models"}
+
+
 def test_attribution_self_metrics(stack: Any) -> None:
     prom = stack[0]
     assert float(prom.query(c.PROCESSES_VISIBLE.name)[0]["value"][1]) == 4  # 3 pods + the host process
