@@ -80,6 +80,8 @@ class GpuExporter:
         With nobody scraping nothing is rendered (idle CPU is the sampling alone); a scraper slower
         than the interval renders on its own scrape, once per sample however many scrapers there are.
         """
+        if self.usage is not None:  # per-pod usage splits this very cycle's device figures (before the render)
+            self.usage.on_snapshot(snapshot)
         if self._scraped:
             self._scraped = False
             with self._lock:
@@ -90,10 +92,6 @@ class GpuExporter:
     def _generation_changed(self) -> None:
         if self.events is not None:
             self.events.trigger()
-
-    def _sampled(self, snapshot: Snapshot) -> None:
-        if self.usage is not None:  # per-pod usage splits this very cycle's device figures
-            self.usage.on_snapshot(snapshot)
 
     def attribution(self) -> gpu.Attribution:
         return self.pods.mapping() if self.pods is not None else {}
