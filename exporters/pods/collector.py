@@ -66,12 +66,13 @@ def collect(snapshot: UsageSnapshot | None) -> Iterator[ExpositionFamily]:
         yield rest
 
 
-def check(enabled: bool, node_name: str) -> list[str]:
-    """Config problems for --pod-usage (exit 2): the node name and the kubernetes client are needed."""
-    if not enabled:
+def check(cfg: Any) -> list[str]:
+    """Config problems for --pod-usage (exit 2): the node name and the kubernetes client are needed
+    (except with --simulate and no --kubeconfig: a simulated shared node then serves demo pods)."""
+    if not cfg.pod_usage:
         return []
     problems = []
-    if not (node_name or os.environ.get("NODE_NAME")):
+    if not (cfg.node_name or os.environ.get("NODE_NAME") or (cfg.simulate and not cfg.kubeconfig)):
         problems.append("flag --pod-usage needs --node-name or $NODE_NAME (set it from the downward API: spec.nodeName)")
     try:
         import kubernetes  # noqa: F401
@@ -92,18 +93,31 @@ class PodUsage:
                                   hold_seconds=max(1.0, interval))
         self._state = StateLog(self._log, "pod-usage")
         self.error = ""
+        self._demo: Any = None  # gpulens.sim.sharedgpu.SharedNodeDemo under --simulate without --kubeconfig
 
     @classmethod
     def from_config(cls, nvml: Any, devices: Callable[[], Iterable[tuple[int, str, Any]]], interval: float,
-                    proc_root: str, node_name: str, kubeconfig: str, log: logging.Logger) -> PodUsage:
+                    proc_root: str, node_name: str, kubeconfig: str, log: logging.Logger, simulated: bool = False) -> PodUsage:
+        """The feature as configured; on simulated GPUs without --kubeconfig, over a simulated shared node."""
         from gpulens.exporters.kserve.discovery import api_client
         from gpulens.exporters.pods.podindex import PodIndex
 
+        demo = None
+        if simulated and not kubeconfig:
+            from gpulens.sim.sharedgpu import SharedNodeDemo
+
+            demo = SharedNodeDemo(nvml)
+            proc_root, kubeconfig, node_name = demo.tree.root, demo.kubeconfig, demo.node
+            log.warning(f"per-pod GPU usage over a simulated shared node: {len(demo.processes)} demo pods time-sharing "
+                        f"the simulated GPUs, served by a stand-in Kubernetes API at {demo.api.url}",
+                        extra={"event": {"action": "pod-usage-simulated"}})
         node = node_name or os.environ.get("NODE_NAME", "")
         index = PodIndex(api_client(kubeconfig), node, log=log)
         log.info(f"per-pod GPU usage on: processes from {proc_root}, pods of node {node} from the Kubernetes API",
                  extra={"event": {"action": "pod-usage-enabled"}})
-        return cls(nvml, devices, interval, proc_root, index, log)
+        usage = cls(nvml, devices, interval, proc_root, index, log)
+        usage._demo = demo
+        return usage
 
     def start(self) -> None:
         if self.index is not None:
@@ -112,6 +126,8 @@ class PodUsage:
     def stop(self) -> None:
         if self.index is not None:
             self.index.stop()
+        if self._demo is not None:
+            self._demo.stop()
 
     def loops(self) -> list[Loop]:
         return [self.index.loop] if self.index is not None else []

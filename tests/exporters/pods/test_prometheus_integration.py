@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,45 @@ def test_cli_flags_wire_pod_usage_into_the_exporter(tmp_path: Path) -> None:
 
 def test_cli_pod_usage_without_a_node_name_exits_2(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "gpulens", "gpu-exporter", "--simulate", "1", "--pod-usage"],
+    out = subprocess.run([sys.executable, "-m", "gpulens", "gpu-exporter", "--pod-usage", "--kubeconfig", str(tmp_path / "kc")],
                          capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).resolve().parents[3])
     assert out.returncode == 2, out.stderr
     assert "flag --pod-usage needs --node-name or $NODE_NAME" in out.stderr
+
+
+def _scrape_until(port: int, proc: subprocess.Popen[bytes], done: Callable[[str], bool]) -> str:
+    deadline = time.monotonic() + 60
+    text = ""
+    while not done(text) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+    return text
+
+
+def test_simulated_demo_serves_pods_time_sharing_every_gpu(tmp_path: Path) -> None:
+    """`--simulate 2 --pod-usage` alone: a simulated shared node (4 demo pods per GPU), the same code path."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    with open(tmp_path / "exporter.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gpulens", "gpu-exporter", "--simulate", "2", "--listen-address",
+                                 "127.0.0.1", "--port", str(port), "--interval-seconds", "0.2", "--pod-usage"],
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            text = _scrape_until(port, proc, lambda t: t.count(c.SM_UTIL.name + "{") == 8)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    log = (tmp_path / "exporter.log").read_text()
+    assert "simulated shared node" in log, log[-3000:]
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    pods = families[c.SM_UTIL.name].samples
+    assert len(pods) == 8 and {s.labels["gpu"] for s in pods} == {"0", "1"}, log[-3000:]
+    for gpu in ("0", "1"):
+        device = next(s.value for s in families[g.GPU_UTIL.name].samples if s.labels["gpu"] == gpu)
+        rest = next(s.value for s in families[c.UNATTRIBUTED_SM.name].samples if s.labels["gpu"] == gpu)
+        assert sum(s.value for s in pods if s.labels["gpu"] == gpu) + rest == pytest.approx(device)
