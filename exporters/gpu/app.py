@@ -318,7 +318,7 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
         from gpulens.exporters.pods.collector import PodUsage
 
         exporter.usage = PodUsage.from_config(nvml, exporter.sampler.devices, cfg.interval_seconds, cfg.proc_root,
-                                              cfg.node_name, cfg.kubeconfig, log)
+                                              cfg.node_name, cfg.kubeconfig, log, simulated=source == "simulated")
     routes = {"/-/simulate/fault": sim.post_fault} if sim is not None else {}
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log, max_connections=cfg.max_connections,
@@ -378,7 +378,7 @@ def main(cfg: GpuExporterConfig) -> int:
             problems.append(f"simulate: {err}")
     from gpulens.exporters.pods.collector import check as check_pod_usage
 
-    problems += check_pod_usage(cfg.pod_usage, cfg.node_name)
+    problems += check_pod_usage(cfg)
     if cfg.web_config_file:
         try:
             load_web_config(cfg.web_config_file)

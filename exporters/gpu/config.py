@@ -43,5 +43,6 @@ class GpuExporterConfig:
                                  "/proc/<pid>/cgroup; needs hostPID: true and list/watch on pods (README 'Per-pod GPU usage').")
     proc_root: str = opt("/proc", "With --pod-usage: where the host's /proc is mounted (as node_exporter's --path.procfs).")
     node_name: str = opt("", "With --pod-usage: this node's name, to list and watch only its pods; defaults to $NODE_NAME.")
-    kubeconfig: str = opt("", "With --pod-usage: kubeconfig file for the Kubernetes API; empty: the in-cluster service account.")
+    kubeconfig: str = opt("", "With --pod-usage: kubeconfig file for the Kubernetes API; empty: the in-cluster service account "
+                              "(with --simulate: a simulated shared node with demo pods).")
     log_level: str = opt("info", "Log level.", choices=("debug", "info", "warning", "error"))
