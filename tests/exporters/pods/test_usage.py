@@ -283,3 +283,28 @@ def test_process_lists_are_reread_when_memory_or_the_process_set_moves(tmp_path:
     w.clock.tick(10)  # and at least every LISTS_MAX_AGE_SECONDS
     w.reader.cycle()
     assert calls["nvmlDeviceGetComputeRunningProcesses"] == read + 3
+
+
+def test_a_failing_split_never_stops_sampling_and_shows_as_collector_failure(tmp_path: Path) -> None:
+    from gpulens.exporters.gpu.app import GpuExporter
+    from gpulens.exporters.gpu.config import GpuExporterConfig
+    from gpulens.exporters.pods.collector import PodUsage
+
+    clock = Clock()
+    nv = SimulatedNVML(count=1, clock=clock)
+    tree = ProcTree(str(tmp_path / "proc"))
+    exporter = GpuExporter(GpuExporterConfig(xid_events=False, pod_attribution=False), nv, "simulated", clock=clock)
+    exporter.usage = PodUsage(nv, exporter.sampler.devices, 1.0, tree.root, Pods())
+    exporter.sampler.cycle()
+    assert 'gpulens_collector_success{collector="pod_usage"} 1.0' in exporter.render(False).decode()
+
+    def broken(readings: object = None) -> None:
+        raise ZeroDivisionError("a bug in the split")
+
+    exporter.usage.reader.cycle = broken  # type: ignore[method-assign]
+    clock.tick()
+    snapshot = exporter.sampler.cycle()  # the hook swallowed it: the sampler published its snapshot
+    assert exporter.sampler.snapshot is snapshot and snapshot.nvml_up
+    text = exporter.render(False).decode()
+    assert 'gpulens_collector_success{collector="pod_usage"} 0.0' in text
+    assert "gpulens_gpu_utilization_ratio{" in text  # the other collectors still export
