@@ -1,6 +1,6 @@
 """Per-process NVML figures summed per container, with the per-GPU remainder: pods + unattributed = device.
 
-One cycle, per GPU, right after the NVML sampler's (on its thread, so both read the same instant): the
+One cycle, per GPU, right after the NVML sampler's (on its thread, milliseconds after it read the device): the
 device's figures as the sampler read them (`nvmlDeviceGetUtilizationRates`, `…EncoderUtilization`,
 `…DecoderUtilization`, `nvmlDeviceGetMemoryInfo` v2 used), the per-process samples newer than the
 last one seen (`nvmlDeviceGetProcessUtilization(handle, lastSeenTimeStamp)`: SM, memory, encoder,
@@ -16,8 +16,7 @@ the unattributed series equals the device series):
                                             and whatever the driver did not attribute to a process)
 
 The scale only bites when the process figures add up to more than the device's: MPS clients run
-concurrently (each one's SM time overlaps the others'), the two calls' sampling windows differ, or
-MPS lists a client's memory under the server too. A quantity the device does not report (NotSupported)
+concurrently (each one's SM time overlaps the others'), or the two calls' sampling windows differ. A quantity the device does not report (NotSupported)
 is left out for the pods as well: a made-up number would not add up to anything.
 
 The process lists cost more than the rest (pynvml turns every entry into an object), and memory only
