@@ -97,8 +97,11 @@ class PodUsage:
 
     @classmethod
     def from_config(cls, nvml: Any, devices: Callable[[], Iterable[tuple[int, str, Any]]], interval: float,
-                    proc_root: str, node_name: str, kubeconfig: str, log: logging.Logger, simulated: bool = False) -> PodUsage:
-        """The feature as configured; on simulated GPUs without --kubeconfig, over a simulated shared node."""
+                    proc_root: str, node_name: str, kubeconfig: str, log: logging.Logger, simulated: bool = False
+                    ) -> PodUsage | None:
+        """The feature as configured; on simulated GPUs without --kubeconfig, over a simulated shared node.
+
+        None (logged) when `--simulate auto` found a real driver but no node name is known."""
         from gpulens.exporters.kserve.discovery import api_client
         from gpulens.exporters.pods.podindex import PodIndex
 
@@ -112,6 +115,10 @@ class PodUsage:
                         f"the simulated GPUs, served by a stand-in Kubernetes API at {demo.api.url}",
                         extra={"event": {"action": "pod-usage-simulated"}})
         node = node_name or os.environ.get("NODE_NAME", "")
+        if not node:
+            log.error("per-pod GPU usage off: no node name (--node-name or $NODE_NAME) to select this node's pods",
+                      extra={"event": {"action": "pod-usage-disabled"}})
+            return None
         index = PodIndex(api_client(kubeconfig), node, log=log)
         log.info(f"per-pod GPU usage on: processes from {proc_root}, pods of node {node} from the Kubernetes API",
                  extra={"event": {"action": "pod-usage-enabled"}})

@@ -16,8 +16,9 @@ the unattributed series equals the device series):
                                             and whatever the driver did not attribute to a process)
 
 The scale only bites when the process figures add up to more than the device's: MPS clients run
-concurrently (each one's SM time overlaps the others'), or the two calls' sampling windows differ. A quantity the device does not report (NotSupported)
-is left out for the pods as well: a made-up number would not add up to anything.
+concurrently (each one's SM time overlaps the others'), or the two calls' sampling windows differ.
+A quantity the device does not report (NotSupported) is left out for the pods as well: a made-up
+number would not add up to anything.
 
 The process lists cost more than the rest (pynvml turns every entry into an object), and memory only
 moves when something allocates or frees: they are re-read when the device's memory used changed since
