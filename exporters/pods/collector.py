@@ -111,8 +111,8 @@ class PodUsage:
 
             demo = SharedNodeDemo(nvml)
             proc_root, kubeconfig, node_name = demo.tree.root, demo.kubeconfig, demo.node
-            log.warning(f"per-pod GPU usage over a simulated shared node: {len(demo.processes)} demo pods time-sharing "
-                        f"the simulated GPUs, served by a stand-in Kubernetes API at {demo.api.url}",
+            log.warning(f"per-pod GPU usage over a simulated shared node: {len(demo.pods)} demo pods running the "
+                        f"simulated GPUs' workload, served by a stand-in Kubernetes API at {demo.api.url}",
                         extra={"event": {"action": "pod-usage-simulated"}})
         node = node_name or os.environ.get("NODE_NAME", "")
         if not node:

@@ -859,6 +859,10 @@ class SimulatedNVML:
                 setattr(module, name, _not_simulated(name))
         return module
 
+    def default_pids(self, gpu: int) -> list[int]:
+        """The PIDs of the default workload on a GPU (used until set_processes): one, or two time-sharing it."""
+        return [pid for pid, _ in self._gpu(gpu).default_processes]
+
     def devices(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(GPU uuid, [(MIG uuid, profile), …]) per GPU, for demo pods (no NVML call, no init needed)."""
         return [(gpu.uuid, [(i.uuid, i.profile.name) for i in gpu.instances.values()]) for gpu in self._gpus]

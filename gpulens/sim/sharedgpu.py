@@ -143,11 +143,11 @@ class SimProcess:
 
 
 def shared_node(nvml: Any, tree: ProcTree, gpus: int, per_gpu: int, node: str = "gpu-node-1",
-                namespace: str = "models", busy: float | None = 0.9) -> tuple[list[SimProcess], list[Obj]]:
+                namespace: str = "models", busy: float = 0.9) -> tuple[list[SimProcess], list[Obj]]:
     """`per_gpu` pods time-sharing each of `gpus` simulated GPUs, one process each, layouts in rotation.
 
-    SM shares on each GPU are 1, 2, 3, … parts of `busy` (pinned); with busy None the GPU keeps its
-    load curve and NVML splits it by memory. Memory: 1 GiB + 256 MiB per process index.
+    SM shares on each GPU are 1, 2, 3, … parts of `busy` (the GPU's load pinned to it); memory
+    1 GiB + 256 MiB per process index.
     Returns the processes and the Pod objects to add to the KubeAPI stand-in.
     """
     procs: list[SimProcess] = []
@@ -162,20 +162,20 @@ def shared_node(nvml: Any, tree: ProcTree, gpus: int, per_gpu: int, node: str = 
             uid, cid = pod_uid(f"{node}/{name}"), container_id(f"{node}/{name}/main")
             tree.process(pid, layout.text(uid, cid, ("burstable", "besteffort", "guaranteed")[k % 3]))
             pods.append(gpu_pod(name, namespace, uid, node, [("main", layout.runtime, cid)]))
-            share = (busy or 0.0) * (k + 1) / parts
+            share = busy * (k + 1) / parts
             shares[pid] = share
             procs.append(SimProcess(g, pid, namespace, name, "main", share, (1 << 30) + k * (256 << 20), layout))
         nvml.set_processes(g, [(p.pid, p.memory_bytes) for p in procs if p.gpu == g])
-        if busy is not None:
-            nvml.set_process_utilization(g, shares)
+        nvml.set_process_utilization(g, shares)
     return procs, pods
 
 
 class SharedNodeDemo:
-    """`--simulate … --pod-usage` without a cluster: a KubeAPI stand-in serving pods that time-share
-    every simulated GPU, and a /proc tree naming them, in a temporary directory."""
+    """`--simulate … --pod-usage` without a cluster: the simulated GPUs' default workload (one process
+    per even GPU, two time-sharing each odd one) runs in demo pods, which a KubeAPI stand-in serves
+    and a /proc tree in a temporary directory names. The GPUs' readings stay exactly as without it."""
 
-    def __init__(self, nvml: Any, per_gpu: int = 4, node: str = "gpu-node-sim"):
+    def __init__(self, nvml: Any, node: str = "gpu-node-sim", namespace: str = "models"):
         import tempfile
 
         from gpulens.sim.kubeapi import KubeAPI
@@ -184,9 +184,14 @@ class SharedNodeDemo:
         self.node = node
         self.tree = ProcTree(os.path.join(self._tmp.name, "proc"))
         self.api = KubeAPI().start()
-        self.processes, pods = shared_node(nvml, self.tree, len(nvml.devices()), per_gpu, node=node, busy=None)
-        for pod in pods:
-            self.api.add(pod)
+        self.pods: list[Obj] = []
+        for gpu in range(len(nvml.devices())):
+            for k, pid in enumerate(nvml.default_pids(gpu)):
+                name = f"demo-g{gpu}-{k}"
+                layout = LAYOUTS[len(self.pods) % len(LAYOUTS)]
+                uid, cid = pod_uid(f"{node}/{name}"), container_id(f"{node}/{name}/kserve-container")
+                self.tree.process(pid, layout.text(uid, cid))
+                self.pods.append(self.api.add(gpu_pod(name, namespace, uid, node, [("kserve-container", layout.runtime, cid)])))
         self.kubeconfig = self.api.kubeconfig(os.path.join(self._tmp.name, "kubeconfig"))
 
     def stop(self) -> None:
