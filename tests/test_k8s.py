@@ -725,8 +725,11 @@ def test_processes_overlay_enables_per_process_metrics(builds: dict[str, list[di
     pod = _one(docs, "DaemonSet", "gpulens-gpu-exporter")["spec"]["template"]["spec"]
     assert pod["hostPID"] is True and pod["automountServiceAccountToken"] is True
     (inv,) = _invocations("processes", _gpu_container(docs))
-    assert inv.flags["--processes"] == "true"
-    assert config.load(GpuExporterConfig, env={}, flags={"processes": "true"}).processes is True
+    assert inv.flags["--processes"] == "true" and inv.flags["--pod-usage"] == "true"
+    cfg = config.load(GpuExporterConfig, env={}, flags={"processes": "true", "pod_usage": "true"})
+    assert cfg.processes is True and cfg.pod_usage is True
+    env = {e["name"]: e for e in _gpu_container(docs)["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}  # lists only this node's pods
     binding = _one(docs, "ClusterRoleBinding", "gpulens-gpu-exporter-pods")
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
 

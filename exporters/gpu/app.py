@@ -69,9 +69,19 @@ class GpuExporter:
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, clock=clock, log=self._log,
                                source=nvml_source, on_generation=self._generation_changed, on_snapshot=self._sampled)
         self.pods = pods
+        self.usage: Any = None  # gpulens.exporters.pods.collector.PodUsage with --pod-usage
         if cfg.xid_events:
             self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
                                        self.attribution, log=self._log)
+        self.canary: Any = None
+        self._canary_loop: Any = None
+        if cfg.canary:  # torch is imported only here: the default exporter stays small
+            from gpulens.probes.canary.collectors import Canary
+            from gpulens.probes.canary.config import CanaryConfig
+
+            # auto: the CUDA GPUs when present, else the CPU (labelled device="cpu"), as `gpulens canary`
+            self.canary = Canary(CanaryConfig(interval_seconds=cfg.canary_interval_seconds), log=self._log)
+            self._canary_loop = self.canary.loop()
 
     def _sampled(self, snapshot: Snapshot) -> None:
         """Scrapers active since the last sample will want this one: render it now, off their path.
@@ -79,6 +89,8 @@ class GpuExporter:
         With nobody scraping nothing is rendered (idle CPU is the sampling alone); a scraper slower
         than the interval renders on its own scrape, once per sample however many scrapers there are.
         """
+        if self.usage is not None:  # per-pod usage splits this very cycle's device figures (before the render)
+            self.usage.on_snapshot(snapshot)
         if self._scraped:
             self._scraped = False
             with self._lock:
@@ -98,12 +110,20 @@ class GpuExporter:
         self.sampler.start()
         if self.pods is not None:
             self.pods.start()
+        if self.usage is not None:
+            self.usage.start()
         if self.events is not None:
             self.events.start()
+        if self._canary_loop is not None:
+            self._canary_loop.start()
 
     def stop(self) -> None:
+        if self._canary_loop is not None:
+            self._canary_loop.stop()
         if self.events is not None:
             self.events.stop()
+        if self.usage is not None:
+            self.usage.stop()
         if self.pods is not None:
             self.pods.stop()
         self.sampler.stop()
@@ -114,9 +134,13 @@ class GpuExporter:
             "gpu": lambda: gpu.collect(snapshot, attribution, self.cfg.nvlink_per_link)}
         if self.pods is not None:
             out["podresources"] = self.pods.collect
+        if self.usage is not None:
+            out["pod_usage"] = self.usage.collect
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
+        if self.canary is not None:
+            out["canary"] = self.canary.collect
         out["process"] = lambda: cast(Iterable[ExpositionFamily], _PROCESS.collect())
         return out
 
@@ -211,7 +235,8 @@ class GpuExporter:
         return True, "ok"
 
     def _loops(self) -> list[Any]:
-        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None)]
+        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None),
+                 *(self.usage.loops() if self.usage is not None else ())]
         return [loop for loop in loops if loop is not None and loop.started]
 
 
@@ -304,6 +329,11 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
             pods = PodResourcesWatcher(socket_path, cfg.podresources_interval_seconds, log=log)
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
+    if cfg.pod_usage:
+        from gpulens.exporters.pods.collector import PodUsage
+
+        exporter.usage = PodUsage.from_config(nvml, exporter.sampler.devices, cfg.interval_seconds, cfg.proc_root,
+                                              cfg.node_name, cfg.kubeconfig, log, simulated=source == "simulated")
     routes = {"/-/simulate/fault": sim.post_fault} if sim is not None else {}
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log, max_connections=cfg.max_connections,
@@ -361,6 +391,14 @@ def main(cfg: GpuExporterConfig) -> int:
             problems.append(f"simulate-faults: {err}")
         except ValueError as err:
             problems.append(f"simulate: {err}")
+    from gpulens.exporters.pods.collector import check as check_pod_usage
+
+    problems += check_pod_usage(cfg)
+    if cfg.canary:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            problems.append("canary: torch is not installed: pip install 'gpulens[canary]'")
     if cfg.web_config_file:
         try:
             load_web_config(cfg.web_config_file)

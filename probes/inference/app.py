@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Mapping
 
+from gpulens import events
 from gpulens.config import ConfigError
 from gpulens.loop import Loop
 from gpulens.probes.inference import openai, v1, v2
@@ -77,11 +78,10 @@ class ProbeApp:
             return result  # dropped (discovery) while this probe ran: recording would bring its series back
         self.recorder.record(target, target.protocol, result)
         if not result.success:
-            self.log.warning(
-                f"probe {target.name} ({target.protocol} {target.model}) failed: {result.reason}: {result.message}",
-                extra={"trace": {"id": result.trace_id}, "span": {"id": result.span_id},
-                       "event": {"action": "probe", "outcome": "failure", "reason": result.reason},
-                       "labels": {"target": target.name, "model": target.model, "protocol": target.protocol}})
+            events.emit(events.probe_failed(
+                target.name, result.reason or "unknown", url=target.url, protocol=target.protocol,
+                status_code=result.status or None, duration_seconds=result.duration, trace_id=result.trace_id,
+                span_id=result.span_id, model=target.model))
         self._render()
         return result
 

@@ -51,8 +51,9 @@ def test_a_failed_probe_logs_one_ecs_line_with_trace_and_span_ids() -> None:
         root.setLevel(saved[1])
     [line] = [json.loads(x) for x in stream.getvalue().splitlines() if '"probe"' in x]
     assert line["trace"]["id"] == result.trace_id and line["span"]["id"] == result.span_id and len(result.span_id) == 16
-    assert line["event"]["reason"] == "connect" and line["log.level"] == "warning"
-    assert line["labels"] == {"target": "m", "model": "m", "protocol": "v2"}
+    # The typed probe.failed event (gpulens.events): one line on stdout, and to Elasticsearch when a shipper is attached.
+    assert line["event"]["reason"] == "connect" and line["event"]["action"] == "probe.failed" and line["log.level"] == "error"
+    assert line["probe"] == {"target": "m", "model": "m", "protocol": "v2"} and line["url"]["full"] == url
 
 
 def test_loops_probe_on_their_interval() -> None:
