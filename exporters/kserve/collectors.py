@@ -93,8 +93,13 @@ class Totals:
     _gauges: dict[str, tuple[Endpoint, dict[Key, float]]] = field(default_factory=dict)
     resets: int = 0
 
+    @staticmethod
+    def endpoint_id(ep: Endpoint) -> str:
+        """Per InferenceService and server: two static targets may share one URL."""
+        return f"{ep.namespace}/{ep.inferenceservice}/{ep.server}/{ep.metrics_url}"
+
     def add(self, ep: Endpoint, scraped: Normalised) -> None:
-        eid = ep.metrics_url
+        eid = self.endpoint_id(ep)
         for key, value in scraped.counters.items():
             if key[0] == k.REQUESTS.name and not ep.count_requests:
                 continue
@@ -121,7 +126,7 @@ class Totals:
 
     def keep(self, endpoints: Iterable[Endpoint], isvcs: set[tuple[str, str]]) -> None:
         """Forget endpoints that went away (their totals stay) and InferenceServices that went away (all gone)."""
-        live = {e.metrics_url for e in endpoints}
+        live = {self.endpoint_id(e) for e in endpoints}
         for d in (self._last, self._last_hist):
             for key in [key for key in d if key[0] not in live]:
                 del d[key]

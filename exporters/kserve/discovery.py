@@ -116,9 +116,10 @@ def detect_server(runtime: str, model_format: str, annotation: str = "") -> str:
     """The model-server kind behind a predictor: the annotation, else the runtime/format name."""
     if annotation in SERVERS:
         return annotation
-    text = f"{runtime} {model_format}".lower()
-    for needle, kind in (("triton", "triton"), ("torchserve", "torchserve"), ("vllm", "vllm"), ("huggingface", "vllm")):
-        if needle in text:
+    words = set(re.split(r"[^a-z0-9]+", f"{runtime} {model_format}".lower()))  # kserve-pytorchserver is not torchserve
+    for kind, names in (("triton", ("triton", "tritonserver")), ("torchserve", ("torchserve",)),
+                        ("vllm", ("vllm", "huggingface", "huggingfaceserver"))):
+        if words & set(names):
             return kind
     return "kserve"
 

@@ -38,6 +38,8 @@ class Http:
             resp = self._pool.request("GET", url, preload_content=False, redirect=False,
                                       headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"},
                                       timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+        except urllib3.exceptions.NewConnectionError as err:  # a ConnectTimeoutError subclass, but refused/unreachable
+            raise ScrapeError("connect", f"{url}: {str(err)[:200]}") from err
         except urllib3.exceptions.TimeoutError as err:
             raise ScrapeError("timeout", f"{url}: no answer within {self.timeout:g}s") from err
         except urllib3.exceptions.HTTPError as err:

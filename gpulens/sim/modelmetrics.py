@@ -130,7 +130,7 @@ class MetricsEndpoints:
 
     def _answer(self, path: str) -> tuple[int, bytes]:
         parts = path.split("?", 1)[0].strip("/").split("/")
-        name, rest = parts[0], parts[1:]
+        name, rest = (parts[0], parts[1:]) if parts != ["metrics"] else ("", parts)  # plain /metrics: endpoint ""
         with self._lock:
             self.hits[name] = self.hits.get(name, 0) + 1
             body = self._bodies.get(name)
