@@ -454,7 +454,12 @@ class Reflector:
 
     def step(self) -> None:
         """One list + watch cycle (the Loop calls it back to back; tests call it directly)."""
-        reason, self._next_reason = self._next_reason, "error"  # if this step fails, the next list is a retry
+        rv = self.relist()
+        self._next_reason = self._watch_until(rv, time.monotonic() + self._resync)
+
+    def relist(self) -> str:
+        """List into the store (replacing it); returns the list's resourceVersion. KubeError on failure."""
+        reason, self._next_reason = self._next_reason, "error"  # if this list fails, the next one is a retry
         try:
             items, rv = _list(self._fn, self._timeout)
         except KubeError:
@@ -474,7 +479,7 @@ class Reflector:
         self._success()
         if self._on_change is not None:
             self._on_change()
-        self._next_reason = self._watch_until(rv, time.monotonic() + self._resync)
+        return rv
 
     def _watch_until(self, rv: str, deadline: float) -> str:
         """Watch from `rv` until the deadline; returns why the next list happens."""
@@ -550,6 +555,12 @@ class KubeDiscovery:
                       for i, fn in enumerate(_isvc_list_functions(api, namespaces, label_selector))]
         self.pods = [Reflector(f"pods-{i}", fn, parse_pod, resync_seconds, timeout_seconds, log, backoff, watch_grace=watch_grace)
                      for i, fn in enumerate(_pod_list_functions(api, namespaces))]
+        self.generation = 0  # bumped on every list and watch event: an unchanged value means an unchanged snapshot
+        for r in self.reflectors:
+            r._on_change = self._changed
+
+    def _changed(self) -> None:
+        self.generation += 1
 
     @property
     def reflectors(self) -> list[Reflector]:
