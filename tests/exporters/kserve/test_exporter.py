@@ -357,3 +357,11 @@ def test_cli_missing_kubeconfig_exit_2(tmp_path: Path) -> None:
     out = _cli("--kubeconfig", str(tmp_path / "nope"))
     assert out.returncode == 2
     assert out.stderr.startswith(f"gpulens kserve-exporter: kubeconfig: cannot load {tmp_path / 'nope'}:")
+
+
+def test_readme_documents_every_flag() -> None:
+    import dataclasses
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for f in dataclasses.fields(KserveExporterConfig):
+        assert f"`--{f.name.replace('_', '-')}`" in readme, f.name
