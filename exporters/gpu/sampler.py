@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pynvml
 
+from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.gpm import GpmReader
 from gpulens.exporters.gpu.mig import MigReader
 from gpulens.exporters.gpu.nvml import (
+    CLOCK_EVENT_REASONS,
     Caller,
     GpuLost,
     GpuReading,
@@ -32,6 +33,7 @@ from gpulens.exporters.gpu.nvml import (
     read_identity,
 )
 from gpulens.logs import StateLog
+from gpulens.loop import Backoff, Loop
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 BACKOFF_MAX_SECONDS = 60.0
@@ -70,6 +72,20 @@ class _Device:
     lost: bool = False
     last: GpuReading | None = None  # carries the slow families between their refreshes
     slow_at: float = 0.0
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (last raw, monotonic total)
+
+    def monotonic(self, name: str, raw: float | None) -> float | None:
+        """NVML's PCIe byte counters wrap (and reset with the driver): export a total that never goes back."""
+        if raw is None:
+            return None
+        last = self.counters.get(name)
+        if last is None:
+            total = raw
+        else:
+            delta = raw - last[0]
+            total = last[1] + (delta if delta >= 0 else raw)  # wrapped: count from 0, lose under one interval
+        self.counters[name] = (raw, total)
+        return total
 
 
 class Sampler:
@@ -78,7 +94,8 @@ class Sampler:
     def __init__(self, nvml: Any, interval: float = 1.0, processes: bool = False, gpm: bool = True,
                  on_snapshot: Callable[[Snapshot], None] = lambda s: None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, source: str = "real",
+                 on_generation: Callable[[], None] = lambda: None):
         self.nvml = nvml
         self.interval = interval
         self._processes = processes
@@ -89,6 +106,7 @@ class Sampler:
         self._log = log or logging.getLogger("gpulens.sampler")
         self._nvml_state = StateLog(self._log, "nvml")
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._throttle = gpulens_events.ThrottleEpisodes(CLOCK_EVENT_REASONS)  # gpu.throttle.start/stop events
         self._devices: list[_Device] = []
         self._initialized = False
         self._nvml_error = ""
@@ -97,38 +115,38 @@ class Sampler:
         self._versions = ("", "")
         self._buckets = [0] * len(DURATION_BUCKETS)
         self._duration_sum = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._source = source
+        self._on_generation = on_generation
+        self.loop = Loop("nvml-sampler", self._step, interval, self._log,
+                         backoff=Backoff(base=interval, cap=max(interval, BACKOFF_MAX_SECONDS)), fixed_rate=True)
         self.snapshot: Snapshot | None = None
-        self.generation = 0  # bumped on every (re-)enumeration; the XID watcher re-registers on change
+        self._generation = 0  # bumped on every (re-)enumeration; the XID watcher re-registers on change
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = value
+        self._on_generation()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nvml-sampler", daemon=True)
-        self._thread.start()
+        """Sample now and then every interval on the shared Loop (its first cycle runs in the thread)."""
+        self.loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._initialized:
+        self.loop.stop(timeout)
+        if self._initialized and not self.loop.alive:  # a hung NVML call keeps its thread: leave NVML alone
             self._shutdown()
 
-    def _run(self) -> None:
-        next_at = self._clock()
-        crashes = StateLog(self._log, "sampler")
-        while not self._stop.is_set():
-            try:
-                self.cycle()
-                crashes.ok("sampler cycling")
-            except Exception as err:  # a bug must not end sampling silently while /healthz stays 200
-                self._errors[("sampler", type(err).__name__)] += 1
-                crashes.failed(type(err).__name__, f"sampler cycle failed: {err!r}")
-            next_at += self.interval
-            now = self._clock()
-            if next_at < now:  # overran (slow NVML): start the next cycle now, don't burst to catch up
-                next_at = now
-            self._stop.wait(next_at - now)
+    def _step(self) -> None:
+        try:
+            self.cycle()
+        except Exception as err:  # a bug must not end sampling silently: counted, logged by the Loop
+            self._errors[("sampler", type(err).__name__)] += 1
+            raise
 
     def devices(self) -> tuple[tuple[int, str, Any], ...]:
         """(index, uuid, handle) of the GPUs currently answering, for the event watcher."""
@@ -182,7 +200,9 @@ class Sampler:
             return
         self._nvml_error = ""
         self._backoff = self.interval
-        self._nvml_state.ok(f"NVML initialised: {len(self._devices)} GPUs, driver {self._versions[0]}")
+        what = "simulated NVML" if self._source == "simulated" else "NVML"
+        self._nvml_state.ok(f"{what} initialised: {len(self._devices)} GPUs, driver {self._versions[0]}"
+                            + (" (simulated, not real GPUs)" if self._source == "simulated" else ""))
 
     def _down(self, reason: str) -> None:
         """NVML is gone: keep serving (nvml_up 0, /readyz 503) and retry with exponential backoff."""
@@ -236,6 +256,7 @@ class Sampler:
         return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, log)
 
     def _read(self, device: _Device) -> GpuReading:
+        was_lost = device.lost
         if device.lost:
             recovered = self._open(device.index, device)
             if recovered.lost:
@@ -251,7 +272,15 @@ class Sampler:
             device.gpm.close()
             device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
                                gpu={"index": device.index, "uuid": device.identity.uuid})
+            gpulens_events.emit(gpulens_events.gpu_lost(gpulens_events.Gpu(device.index, device.identity.uuid), "GpuIsLost"))
             return GpuReading(identity=device.identity, up=False)
+        reading = replace(reading, pcie_tx=device.monotonic("pcie_tx", reading.pcie_tx),
+                          pcie_rx=device.monotonic("pcie_rx", reading.pcie_rx))
+        if was_lost:
+            gpulens_events.emit(gpulens_events.gpu_recovered(gpulens_events.Gpu(device.index, device.identity.uuid)))
+        episode = self._throttle.update(gpulens_events.Gpu(device.index, device.identity.uuid), reading.clock_events, self._wall())
+        if episode is not None:
+            gpulens_events.emit(episode)
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
@@ -260,7 +289,7 @@ class Sampler:
             self.generation += 1
         elif device.last.mig_mode != reading.mig_mode:
             # MIG on/off changes what NVML supports (utilization, remapped rows): ask again, all of it
-            device.call.unsupported.clear()
+            device.call.forget_unsupported()
             device.slow_at = 0.0
         device.last = reading
         return reading
