@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client.core import Metric
-
 from gpulens.config import ConfigError
 from gpulens.exporters.kserve import collectors as col
 from gpulens.exporters.kserve import servers
@@ -34,7 +32,7 @@ from gpulens.exporters.kserve.discovery import (
     load_targets,
 )
 from gpulens.exporters.kserve.scrape import Http, ScrapeError
-from gpulens.exposition import EOF, Renderer
+from gpulens.exposition import EOF, ExpositionFamily, Renderer
 from gpulens.logs import StateLog
 from gpulens.loop import Loop
 from gpulens.metrics import kserve as k
@@ -176,17 +174,17 @@ class KserveExporter:
 
     # ---- rendering ------------------------------------------------------------------------------
 
-    def collect(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[Metric]:
+    def collect(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[ExpositionFamily]:
         """Every family (tests); rendering splits them into the cached state part and the per-refresh part."""
         yield from col.collect_state(isvcs, pods, self.cold)
         yield from self.collect_dynamic(isvcs, pods)
 
-    def collect_dynamic(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[Metric]:
+    def collect_dynamic(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[ExpositionFamily]:
         yield from col.collect_degraded(isvcs, pods, self.model_ready, self.cfg.degraded_grace_seconds)
         yield from col.collect_models(self.totals, self.model_ready)
         yield from self.collect_self()
 
-    def collect_self(self) -> Iterable[Metric]:
+    def collect_self(self) -> Iterable[ExpositionFamily]:
         up, last, errors = k.SCRAPE_UP.new(), k.SCRAPE_LAST_SUCCESS.new(), k.SCRAPE_ERRORS.new()
         for (ns, isvc, endpoint), ok in sorted(self.scrape_up.items()):
             up.add_metric([ns, isvc, endpoint], 1 if ok else 0)

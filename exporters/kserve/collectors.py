@@ -20,10 +20,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
-
 from gpulens.exporters.kserve.discovery import InferenceService, Pod, StaticTarget
 from gpulens.exporters.kserve.servers import Hist, Key, Normalised
+from gpulens.exposition import ExpositionFamily
 from gpulens.metrics import kserve as k
 
 CONDITION_STATUSES = ("true", "false", "unknown")
@@ -214,7 +213,7 @@ def _pods_by(pods: Iterable[Pod]) -> dict[tuple[str, str], list[Pod]]:
 
 
 def collect_degraded(isvcs: list[InferenceService], pods: list[Pod], model_ready: ModelReady, grace: float,
-                     now: float | None = None) -> Iterator[Metric]:
+                     now: float | None = None) -> Iterator[ExpositionFamily]:
     """`gpulens_inferenceservice_degraded{reason}`: changes with time and readiness, so rendered every refresh."""
     now = time.time() if now is None else now
     deg = k.ISVC_DEGRADED.new()
@@ -226,7 +225,7 @@ def collect_degraded(isvcs: list[InferenceService], pods: list[Pod], model_ready
     yield deg
 
 
-def collect_state(isvcs: list[InferenceService], pods: list[Pod], cold: ColdStarts) -> Iterator[Metric]:
+def collect_state(isvcs: list[InferenceService], pods: list[Pod], cold: ColdStarts) -> Iterator[ExpositionFamily]:
     """InferenceService state families (kube-state-metrics style): a function of the API snapshot alone."""
     info, ready, cond, trans = k.ISVC_INFO.new(), k.ISVC_READY.new(), k.ISVC_CONDITION.new(), k.ISVC_CONDITION_TRANSITION.new()
     traffic, mismatch, state, failed = (k.ISVC_TRAFFIC.new(), k.ISVC_REVISION_MISMATCH.new(), k.ISVC_MODEL_STATE.new(),
@@ -265,7 +264,7 @@ def collect_state(isvcs: list[InferenceService], pods: list[Pod], cold: ColdStar
     yield collect_cold_starts(cold)
 
 
-def collect_cold_starts(cold: ColdStarts) -> Metric:
+def collect_cold_starts(cold: ColdStarts) -> ExpositionFamily:
     fam = k.ISVC_COLD_START.new()
     for (ns, isvc, phase), counts in sorted(cold.hist.items()):
         buckets = [("+Inf" if b == float("inf") else repr(b), counts[i]) for i, b in enumerate(COLD_START_BUCKETS)]
@@ -277,7 +276,7 @@ FAMILIES_BY_NAME = {f.name: f for f in (k.REQUESTS, k.REQUEST_DURATION, k.REQUES
                                          k.COMPUTE_DURATION_SUM, k.IN_FLIGHT, k.PENDING, k.TTFT, k.ITL, k.KV_CACHE)}
 
 
-def collect_models(totals: Totals, model_ready: ModelReady) -> Iterator[Metric]:
+def collect_models(totals: Totals, model_ready: ModelReady) -> Iterator[ExpositionFamily]:
     """Normalised model-server families: totals per (namespace, inferenceservice, model, server)."""
     fams = {name: f.new() for name, f in FAMILIES_BY_NAME.items()}
     for (ns, isvc, server, (family, model, outcome)), v in sorted(totals.counters.items()):
