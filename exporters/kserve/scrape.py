@@ -29,7 +29,7 @@ class Http:
     def __init__(self, timeout: float, max_bytes: int, pool_size: int = 16):
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self._pool = urllib3.PoolManager(num_pools=256, maxsize=pool_size, retries=False, block=False)
+        self._pool = urllib3.PoolManager(num_pools=2048, maxsize=pool_size, retries=False, block=False)  # one pool per pod IP
 
     def fetch(self, url: str) -> bytes:
         """GET `url`; the body, at most max_bytes, read within `timeout` in total."""
