@@ -6,7 +6,9 @@ The stand-ins (Kubernetes API, one HTTP server answering every pod's /metrics an
 a child process, so their CPU does not count against the exporter's. The exporter runs here, as the
 CLI would build it (real `kubernetes` client through a kubeconfig). Half the InferenceServices are
 serverless (a queue-proxy endpoint per pod too), half RawDeployment; servers rotate through
-kserve, kserve, triton, vllm with recorded-format expositions. Measured:
+kserve, kserve, triton, vllm with recorded-format expositions; half the kserve servers are busy
+(new counts between any two scrapes: a body to parse), the others idle (an unchanged body is not
+parsed again). Measured:
 - initial list of InferenceServices and pods (list + parse),
 - full refresh: scrape every endpoint, ask every model whether it is ready, accumulate, render
   both exposition formats (median and max of several refreshes),
@@ -75,7 +77,15 @@ def _standins(isvcs: int, pods_per: int, ready: Any, stop: Any) -> None:
             api.add(pod)
     kubeconfig = api.kubeconfig(os.path.join(tempfile.mkdtemp(prefix="gpulens-bench-"), "kubeconfig"))
     ready.put((kubeconfig, eps.port))
-    stop.wait()
+    # Every other kserve InferenceService is busy: its counts move between two scrapes (a new body to
+    # parse); the rest are idle, as most of a large cluster's models are at any moment.
+    busy = [i for i in range(isvcs) if SERVERS[i % len(SERVERS)] == "kserve" and i % 4 == 0]
+    tick = 0
+    while not stop.wait(0.2):
+        tick += 1
+        for i in busy:
+            for j in range(pods_per):
+                eps.set(f"p{i}-{j}", kserve_body(f"model-{i:04d}", 1000 + i + tick))
     api.stop()
     eps.stop()
 

@@ -9,6 +9,7 @@ known values exported with `…_up 0` and an old `…_last_success_timestamp_sec
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -60,6 +61,7 @@ class KserveExporter:
         self.refresh_seconds: float | None = None
         self.phase_seconds: dict[str, float] = {}  # the last refresh, by phase (bench, debugging)
         self._readiness_at: float | None = None
+        self._parsed: dict[str, tuple[bytes, servers.Normalised]] = {}  # endpoint → (body digest, its parse)
         self.refreshes = 0
         self.series = 0
         self._renderer = Renderer()
@@ -134,6 +136,9 @@ class KserveExporter:
             del self.scrape_errors[ekey]
         for url in set(self._endpoint_logs) - {e.metrics_url for e in endpoints}:
             del self._endpoint_logs[url]
+        live_ids = {col.Totals.endpoint_id(e) for e in endpoints}
+        for eid in set(self._parsed) - live_ids:
+            del self._parsed[eid]
         t_accounted = time.monotonic()
         self._render(isvcs, pods)
         done = time.monotonic()
@@ -163,6 +168,11 @@ class KserveExporter:
             body = self.http.fetch(ep.metrics_url)
         except ScrapeError as err:
             return err
+        eid = col.Totals.endpoint_id(ep)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        cached = self._parsed.get(eid)
+        if cached is not None and cached[0] == digest:
+            return cached[1]  # an idle server's body does not change: same values, no parse (most of a large cluster)
         try:
             text = body.decode("utf-8")
             result = servers.normalise(text, servers.table(ep.server), ep.models[0] if ep.models else ep.inferenceservice)
@@ -170,6 +180,7 @@ class KserveExporter:
             return ScrapeError("parse", f"{ep.metrics_url}: {type(err).__name__}: {str(err)[:200]}")
         if result.samples == 0:
             return ScrapeError("empty", f"{ep.metrics_url}: no samples")
+        self._parsed[eid] = (digest, result)
         return result
 
     # ---- rendering ------------------------------------------------------------------------------
