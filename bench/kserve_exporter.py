@@ -107,6 +107,7 @@ def run(isvcs: int, pods_per: int, refreshes: int) -> dict[str, Any]:
         log = logging.getLogger("bench")
         discovery = KubeDiscovery(api_client(kubeconfig), resync_seconds=3600, timeout_seconds=60, log=log)
         exporter = KserveExporter(cfg, discovery=discovery, log=log)
+        rss_start = psutil.Process().memory_info().rss / 2**20
         t0 = time.perf_counter()
         for r in discovery.reflectors:
             r.relist()  # what each reflector's first step does before it starts watching
@@ -155,7 +156,8 @@ def run(isvcs: int, pods_per: int, refreshes: int) -> dict[str, Any]:
             "list_seconds": round(list_seconds, 3), "readiness_round_seconds": round(readiness_seconds, 3),
             "refresh_seconds_median": round(statistics.median(times), 3), "refresh_seconds_max": round(max(times), 3),
             "refresh_cpu_seconds_median": round(statistics.median(cpu), 3),
-            "rss_mib": round(rss, 1), "rss_after_list_mib": round(rss_listed, 1), "series": series,
+            "rss_mib": round(rss, 1), "rss_after_list_mib": round(rss_listed, 1),
+            "rss_before_list_mib": round(rss_start, 1), "series": series,
             "exposition_bytes": len(text), "load_average_1m": round(os.getloadavg()[0], 1)}
 
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {row['isvcs']} | {row['pods']} | {row['endpoints']} ({row['endpoints_ok']}) | {row['list_seconds']} s | "
           f"{row['refresh_seconds_median']} / {row['refresh_seconds_max']} s | {row['readiness_round_seconds']} s "
-          f"({row['readiness_probes']}) | {row['rss_mib']} MiB ({row['rss_after_list_mib']} after the list) | "
+          f"({row['readiness_probes']}) | {row['rss_mib']} MiB ({row['rss_before_list_mib']} before the list, "
+          f"{row['rss_after_list_mib']} after) | "
           f"{row['series']} | {row['exposition_bytes']} |")
     for name, value, ok in goals:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
