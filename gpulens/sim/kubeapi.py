@@ -443,9 +443,10 @@ class KubeAPI:
         self._delay = seconds
 
     def expire(self) -> None:
-        """Drop the event history (etcd compaction): open watches get ERROR 410; old rvs get 410."""
+        """Drop the event history (etcd compaction): open watches get ERROR 410; every rv handed out before → 410."""
         with self._lock:
             self._events.clear()
+            self._rv += 1  # every resourceVersion handed out before this call is now too old
             self._oldest = self._rv
             self._expired_generation += 1
             self._lock.notify_all()
