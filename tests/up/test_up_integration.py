@@ -1,0 +1,130 @@
+"""`gpulens up` end to end: every component healthy, Prometheus has the dashboards' data, a fault pages, nothing is left.
+
+One run of the real stack (KServe model server, exporters, probe, Prometheus, Alertmanager, load) on
+free ports with 1 s intervals, about a minute in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from gpulens.metrics import gpu as g
+from gpulens.metrics import kserve as k
+from gpulens.metrics import probe as p
+from gpulens.up.prometheus import JOBS
+from tests.prometheus_server import free_port
+from tests.tools import require_tool
+
+PORT_FLAGS = ("gpu-port", "kserve-port", "probe-port", "model-port", "prometheus-port", "alertmanager-port", "webhook-port")
+# The queries behind the first row of each main dashboard; every one must return data.
+MAIN_QUERIES = (
+    g.GPU_UTIL.name, g.MEM_USED.name, g.POWER.name, g.TEMP.name, f"{g.CLOCK_EVENT.name} == 1",
+    f'{g.GPU_ALLOCATION.name}{{pod!=""}}',
+    f"sum by (model) (rate({k.REQUESTS.name}[30s])) > 0",
+    f"histogram_quantile(0.99, sum by (le, model) (rate({k.REQUEST_DURATION.name}_bucket[30s])))",
+    f"{p.SUCCESS.name} == 1",
+    f"rate({p.DURATION.name}_sum[30s]) / rate({p.DURATION.name}_count[30s])",
+)
+XID_ALERT = "GpulensGpuXidCritical"
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def _until(what: str, check: Any, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> Any:
+    """Poll `check()` until it returns something truthy; fail naming `what` (and the stack's output) if not."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"gpulens up exited with {proc.returncode} while waiting for {what}:\n{log.read_text()}")
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError) as err:
+            last = err
+        time.sleep(0.5)
+    pytest.fail(f"{what} not seen within {timeout:.0f}s (last: {last!r}); output:\n{log.read_text()}")
+
+
+def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    body = _get(f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")
+    return list(body["data"]["result"])
+
+
+def test_up_runs_the_suite_pages_on_a_fault_and_stops_clean(tmp_path: Path) -> None:
+    require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
+    ports = {flag: free_port() for flag in PORT_FLAGS}
+    run_dir = tmp_path / "run"
+    out = tmp_path / "up.out"
+    argv = [sys.executable, "-m", "gpulens", "up", "--run-dir", str(run_dir), "--simulate", "4:h100",
+            "--scrape-interval-seconds", "1", "--exporter-interval-seconds", "0.5", "--load-rps", "20",
+            "--fault", "xid79", "--fault-after-seconds", "3"]
+    for flag, port in ports.items():
+        argv += [f"--{flag}", str(port)]
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    children: list[psutil.Process] = []
+    try:
+        state = _until("stack.json (every component healthy)",
+                       lambda: json.loads((run_dir / "stack.json").read_text()), 60, proc, out)
+        assert state["skipped"] == [], state["skipped"]
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "prometheus", "alertmanager", "load"} \
+            <= set(state["pids"])
+        prometheus = state["urls"]["prometheus"]
+
+        # Every scrape target up, then data for the main dashboard queries.
+        up = _until("every job up", lambda: {r["metric"]["job"] for r in _query(prometheus, "up == 1")}
+                    >= {JOBS[c] for c in ("gpu-exporter", "kserve-exporter", "probe", "modelserver")}, 30, proc, out)
+        assert up
+        for promql in MAIN_QUERIES:
+            _until(f"data for {promql}", lambda promql=promql: _query(prometheus, promql), 30, proc, out)
+
+        # The fault: the XID alert goes pending/firing and the page arrives at the webhook.
+        webhook = state["urls"]["webhook"]
+        pages = _until(f"a {XID_ALERT} page", lambda: [pg for pg in _get(webhook + "pages")
+                                                       if pg["labels"].get("alertname") == XID_ALERT], 40, proc, out)
+        assert pages[0]["labels"]["xid"] == "79" and pages[0]["labels"]["severity"] == "critical"
+        text = out.read_text()
+        assert "fault injected: xid:79@gpu3" in text
+        assert f"alert {XID_ALERT} [critical] firing" in text
+        assert f"PAGE FIRING [critical] {XID_ALERT}" in text
+
+        # gpulens top, one plain frame from this Prometheus: the GPUs, the services and the firing alert.
+        top = subprocess.run([sys.executable, "-m", "gpulens", "top", "--once", "--prometheus-url", prometheus],
+                             capture_output=True, text=True, timeout=30)
+        assert top.returncode == 0, top.stdout + top.stderr
+        assert "GPUs (4)" in top.stdout and "SIMULATED GPUs" in top.stdout
+        assert f"firing  critical  {XID_ALERT}" in top.stdout
+        temp = {r["metric"]["gpu"]: float(r["value"][1]) for r in _query(prometheus, g.TEMP.name)}
+        assert temp  # the frame shows Prometheus' own figures
+        assert any(line.startswith("0 ") and "C " in line for line in top.stdout.splitlines())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, out.read_text()
+    left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"left running: {[(c.pid, c.cmdline()) for c in left]}"
+    assert "stopped; logs in" in out.read_text()
