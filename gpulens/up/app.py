@@ -124,11 +124,34 @@ class Plan:
     skipped: list[str] = field(default_factory=list)
     scrape: dict[str, str] = field(default_factory=dict)  # component → host:port for Prometheus
     ports: dict[str, int] = field(default_factory=dict)  # config field → port, for the port check
+    notes: list[str] = field(default_factory=list)  # what the user should know (printed with the URLs)
 
 
 def _write_yaml(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+INFERENCESERVICE = ("default", "demo")  # what the KServe exporter calls the demo model server
+
+
+def kserve_targets(model_url: str, models: list[str]) -> list[dict[str, Any]]:
+    """The KServe exporter's static targets: the demo model server as one InferenceService."""
+    namespace, name = INFERENCESERVICE
+    return [{"name": name, "namespace": namespace, "url": model_url, "protocol": "v2", "server": "kserve",
+             "metrics_url": f"{model_url}/metrics", "models": models}]
+
+
+def probe_targets(model_url: str, models: list[str]) -> dict[str, Any]:
+    """The probe's targets: each demo model over v2 (payload from its metadata, outputs checked) and v1."""
+    from gpulens.sim.modelserver import sample_input
+
+    targets: list[dict[str, Any]] = []
+    for m in models:
+        targets.append({"name": f"{m}-v2", "url": model_url, "model": m, "protocol": "v2", "payload": "metadata"})
+        targets.append({"name": f"{m}-v1", "url": model_url, "model": m, "protocol": "v1",
+                        "payload": {"instances": sample_input(1)}})
+    return {"targets": targets}
 
 
 def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, type] | None = None,
@@ -157,12 +180,10 @@ def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, 
         p.scrape["gpu-exporter"] = f"{HOST}:{cfg.gpu_port}"
         p.ports["gpu_port"] = cfg.gpu_port
 
-    server_targets = [{"name": m, "url": model_url, "model": m, "protocol": proto, "server": "kserve",
-                       "metrics_url": f"{model_url}/metrics"} for m in models for proto in ("v2",)]
     if "kserve-exporter" in commands:
-        targets = _write_yaml(run_dir / "kserve-targets.yaml", server_targets)
+        targets = _write_yaml(run_dir / "kserve-targets.yaml", kserve_targets(model_url, models))
         p.children.append(ChildSpec("kserve-exporter", command_argv("kserve-exporter", commands["kserve-exporter"], {
-            **common, "port": cfg.kserve_port, "static_targets": targets, "targets_file": targets,
+            **common, "port": cfg.kserve_port, "mode": "static", "targets_file": targets,
             "interval_seconds": cfg.exporter_interval_seconds}),
             f"http://{HOST}:{cfg.kserve_port}/healthz", url=f"http://{HOST}:{cfg.kserve_port}/metrics"))
         p.scrape["kserve-exporter"] = f"{HOST}:{cfg.kserve_port}"
@@ -171,9 +192,7 @@ def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, 
         p.skipped.append("KServe exporter: not in this build of gpulens yet")
 
     if "probe" in commands:
-        probe_targets = [{"name": f"{m}-{proto}", "url": model_url, "model": m, "protocol": proto}
-                         for m in models for proto in ("v1", "v2")]
-        targets = _write_yaml(run_dir / "probe-targets.yaml", probe_targets)
+        targets = _write_yaml(run_dir / "probe-targets.yaml", probe_targets(model_url, models))
         otlp = cfg.otlp_endpoint or (f"{OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]}" if otlp_reachable() else "")
         p.children.append(ChildSpec("probe", command_argv("probe", commands["probe"], {
             **common, "port": cfg.probe_port, "targets_file": targets, "interval_seconds": cfg.exporter_interval_seconds,
@@ -181,6 +200,9 @@ def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, 
             f"http://{HOST}:{cfg.probe_port}/healthz", url=f"http://{HOST}:{cfg.probe_port}/metrics"))
         p.scrape["probe"] = f"{HOST}:{cfg.probe_port}"
         p.ports["probe_port"] = cfg.probe_port
+        if not otlp:
+            p.notes.append(f"probe spans: no OTLP endpoint (none given, nothing on {OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]}): "
+                           "start Jaeger there or pass --otlp-endpoint")
     else:
         p.skipped.append("inference probe: not in this build of gpulens yet")
 
@@ -296,9 +318,12 @@ class Stack:
         lines.append(f"  {'logs, configs':<16} {self.run_dir}")
         source = gpu_source(urls.get("gpu-exporter", ""))
         if source == "simulated":
-            lines += ["", "  !!! GPUs ARE SIMULATED (no NVIDIA driver here): uuids GPU-sim-…, NOT REAL DATA !!!"]
+            why = "no NVIDIA driver found" if self.cfg.simulate == "auto" else f"--simulate {self.cfg.simulate}"
+            lines += ["", f"  !!! GPUs ARE SIMULATED ({why}): uuids GPU-sim-…, NOT REAL DATA !!!"]
         for skipped in self.plan.skipped:
             lines.append(f"  (not started) {skipped}")
+        for note in self.plan.notes:
+            lines.append(f"  (note) {note}")
         prometheus = urls.get("prometheus")
         folder = dashboards_dir()
         dashboards = links.load_dashboards(folder) if folder.is_dir() else []

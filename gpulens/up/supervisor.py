@@ -90,7 +90,7 @@ class Supervisor:
         child.started = self._clock()
         child.restart_at = None
         self._log.info(f"started {child.spec.name} (pid {child.proc.pid})",
-                       extra={"event": {"action": "child-started"}, "process": {"pid": child.proc.pid}})
+                       extra={"event": {"action": "child-started"}, "labels": {"child": child.spec.name, "pid": child.proc.pid}})
 
     def watch(self, interval: float = 0.5) -> None:
         """Start the thread that restarts exited children."""
@@ -101,8 +101,13 @@ class Supervisor:
         while not self._stopping.wait(interval):
             with self._lock:
                 for child in self.children.values():
-                    if not self._stopping.is_set():
+                    if self._stopping.is_set():
+                        break
+                    try:
                         self.check(child)
+                    except OSError as err:  # e.g. a failed re-spawn: try again at the next tick
+                        child.restart_at = self._clock() + self._backoff.delay(child.failures)
+                        self._say(f"!! could not restart {child.spec.name}: {err}")
 
     def check(self, child: Child) -> None:
         """One supervision step for one child: notice an exit, schedule the restart, restart when due."""
@@ -120,7 +125,7 @@ class Supervisor:
         child.restart_at = now + delay
         self._say(f"!! {child.spec.name} exited with code {code}; restarting in {delay:.1f}s (log: {child.log_path})")
         self._log.warning(f"{child.spec.name} exited with code {code}, restart in {delay:.1f}s",
-                          extra={"event": {"action": "child-exited"}, "process": {"exit_code": code}})
+                          extra={"event": {"action": "child-exited"}, "labels": {"child": child.spec.name, "exit_code": code}})
 
     def pids(self) -> list[int]:
         with self._lock:

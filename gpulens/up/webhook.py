@@ -94,7 +94,8 @@ class PageReceiver:
             self._say(format_page(alert, status))
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
 
 
