@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import threading
+import urllib.request
 from typing import TextIO
 
 from gpulens.top.config import TopConfig
-from gpulens.top.model import View
+from gpulens.top.model import View, build_traces
 from gpulens.top.render import render_plain, render_rich
 from gpulens.top.sources import ExporterSource, PrometheusSource
 
@@ -19,6 +21,17 @@ def choose_source(cfg: TopConfig) -> PrometheusSource | ExporterSource:
     if cfg.source == "prometheus" or (cfg.source == "auto" and prometheus.reachable()):
         return prometheus
     return ExporterSource(cfg.gpu_url, cfg.kserve_url, cfg.probe_url)
+
+
+def _with_traces(view: View, spans_url: str) -> View:
+    """Add the span ring's recent probe traces when `gpulens up` keeps one; silent when there is none."""
+    if spans_url:
+        try:
+            with urllib.request.urlopen(spans_url, timeout=1) as resp:
+                view.traces = build_traces(json.load(resp))
+        except (OSError, ValueError):
+            pass
+    return view
 
 
 def _when() -> str:
@@ -48,7 +61,7 @@ def _empty(view: View) -> bool:
 
 def _plain(cfg: TopConfig, source: PrometheusSource | ExporterSource, out: TextIO, stop: threading.Event) -> int:
     while True:
-        view = source.fetch()
+        view = _with_traces(source.fetch(), cfg.spans_url)
         out.write(render_plain(view, _when()))
         out.flush()
         if cfg.once:
@@ -63,11 +76,11 @@ def _live(cfg: TopConfig, source: PrometheusSource | ExporterSource, out: TextIO
     from rich.live import Live
 
     console = Console(file=out, width=cfg.width or None)
-    view = source.fetch()
+    view = _with_traces(source.fetch(), cfg.spans_url)
     if cfg.once:
         console.print(render_rich(view, _when()))
         return 1 if _empty(view) else 0
     with Live(render_rich(view, _when()), console=console, auto_refresh=False, screen=True) as live:
         while not stop.wait(cfg.interval_seconds):
-            live.update(render_rich(source.fetch(), _when()), refresh=True)
+            live.update(render_rich(_with_traces(source.fetch(), cfg.spans_url), _when()), refresh=True)
     return 0

@@ -73,6 +73,15 @@ class AlertRow:
     where: str = ""
 
 
+@dataclass(frozen=True)
+class TraceRow:
+    trace_id: str
+    target: str
+    duration: float  # seconds
+    ok: bool
+    start_unix: float
+
+
 @dataclass
 class View:
     source: str
@@ -80,6 +89,7 @@ class View:
     services: list[ServiceRow] = field(default_factory=list)
     probes: list[ProbeRow] = field(default_factory=list)
     alerts: list[AlertRow] | None = None  # None: this source cannot tell (no Prometheus)
+    traces: list[TraceRow] | None = None  # None: no span ring to read
     problems: list[str] = field(default_factory=list)  # what could not be read, one line each
     simulated: bool = False
 
@@ -148,3 +158,23 @@ def service_name(labels: Labels) -> str:
 
 def probe_key(labels: Labels) -> tuple[str, str, str]:
     return (labels.get("target", ""), labels.get("model", ""), labels.get("protocol", ""))
+
+
+PROBE_TARGET_ATTRIBUTE = "gpulens.probe.target"  # set by the probe on each probe's root span
+SHOWN_TRACES = 5
+
+
+def build_traces(spans: Sequence[Mapping[str, object]]) -> list[TraceRow]:
+    """The newest probe root spans from the span ring's JSON (`gpulens up`'s /spans), newest first."""
+    rows = []
+    for span in spans:
+        attrs = span.get("attributes") or {}
+        if span.get("parent_span_id") or not isinstance(attrs, Mapping) or PROBE_TARGET_ATTRIBUTE not in attrs:
+            continue
+        start = span.get("start_unix_nano", 0)
+        duration = span.get("duration_seconds", 0.0)
+        rows.append(TraceRow(str(span.get("trace_id", "")), str(attrs[PROBE_TARGET_ATTRIBUTE]),
+                             float(duration) if isinstance(duration, (int, float)) else 0.0,
+                             span.get("status") != "error",
+                             float(start) / 1e9 if isinstance(start, (int, float)) else 0.0))
+    return sorted(rows, key=lambda r: r.start_unix, reverse=True)[:SHOWN_TRACES]

@@ -6,10 +6,11 @@ greps from the plain view is what a person reads on the rich one.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from gpulens.top.model import GpuRow, View
+from gpulens.top.model import GpuRow, TraceRow, View
 
 GIB = float(1 << 30)
 SPARK = "▁▂▃▄▅▆▇█"
@@ -109,9 +110,18 @@ def render_plain(view: View, when: str = "") -> str:
         lines.append(f"Alerts ({sum(a.state == 'firing' for a in view.alerts)} firing)")
         lines += _table(["STATE", "SEVERITY", "ALERT", "WHERE"], [[a.state, a.severity, a.name, a.where] for a in view.alerts]) \
             if view.alerts else ["  (none)"]
+    if view.traces is not None:
+        lines += ["", f"Recent probe traces ({len(view.traces)})"]
+        lines += _table(["TIME", "TARGET", "DURATION", "OK", "TRACE"], [_trace_cells(t) for t in view.traces]) \
+            if view.traces else ["  (none yet)"]
     for problem in view.problems:
         lines.append(f"! {problem}")
     return "\n".join(lines) + "\n"
+
+
+def _trace_cells(t: TraceRow) -> list[str]:
+    when = datetime.datetime.fromtimestamp(t.start_unix).strftime("%H:%M:%S") if t.start_unix else DASH
+    return [when, t.target, fmt_seconds(t.duration), "ok" if t.ok else "FAIL", t.trace_id]
 
 
 def _ok(success: bool | None) -> str:
@@ -178,5 +188,13 @@ def render_rich(view: View, when: str = "") -> Any:
             style = "bold red" if a.state == "firing" and a.severity == "critical" else "yellow" if a.state == "firing" else "dim"
             alerts.add_row(Text(a.state, style=style), a.severity, a.name, a.summary or a.where)
         parts.append(alerts)
+    if view.traces is not None:
+        traces = Table(title=f"Recent probe traces ({len(view.traces)})", expand=True, title_justify="left")
+        for header in ("TIME", "TARGET", "DURATION", "OK", "TRACE"):
+            traces.add_column(header, no_wrap=True)
+        for t in view.traces:
+            cells = _trace_cells(t)
+            traces.add_row(*cells[:3], Text(cells[3], style="green" if t.ok else "bold red"), Text(cells[4], style="dim"))
+        parts.append(traces)
     parts += [Text(f"! {p}", style="red") for p in view.problems]
     return Group(*parts)

@@ -35,6 +35,7 @@ from gpulens.up import faults, links
 from gpulens.up.config import PORTS, UpConfig
 from gpulens.up.prometheus import render_alertmanager, render_prometheus
 from gpulens.up.supervisor import ChildSpec, Supervisor, healthy
+from gpulens.up.traces import SpanRing
 from gpulens.up.webhook import PageReceiver
 
 HOST = "127.0.0.1"
@@ -154,7 +155,7 @@ def probe_targets(model_url: str, models: list[str]) -> dict[str, Any]:
     return {"targets": targets}
 
 
-def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, type] | None = None,
+def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, type] | None = None,
          which: Callable[[str], str | None] = shutil.which) -> Plan:
     """Decide the children and write their config files into `run_dir`; pure apart from those files."""
     commands = available_commands() if commands is None else commands
@@ -194,21 +195,24 @@ def plan(cfg: UpConfig, run_dir: Path, webhook_url: str, commands: Mapping[str, 
     if "probe" in commands:
         targets = _write_yaml(run_dir / "probe-targets.yaml", probe_targets(model_url, models))
         otlp = cfg.otlp_endpoint or (f"{OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]}" if otlp_reachable() else "")
+        # No collector: spans go to the ring on this process's local endpoint (OTLP/HTTP), for `gpulens top`.
+        span_flags = {"otlp_endpoint": otlp, "otlp_protocol": "http" if otlp.startswith("http") else "grpc"} if otlp else \
+            {"otlp_endpoint": local_url + "v1/traces", "otlp_protocol": "http"}
         p.children.append(ChildSpec("probe", command_argv("probe", commands["probe"], {
             **common, "port": cfg.probe_port, "targets_file": targets, "interval_seconds": cfg.exporter_interval_seconds,
-            **({"otlp_endpoint": otlp} if otlp else {})}),
+            **span_flags}),
             f"http://{HOST}:{cfg.probe_port}/healthz", url=f"http://{HOST}:{cfg.probe_port}/metrics"))
         p.scrape["probe"] = f"{HOST}:{cfg.probe_port}"
         p.ports["probe_port"] = cfg.probe_port
-        if not otlp:
-            p.notes.append(f"probe spans: no OTLP endpoint (none given, nothing on {OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]}): "
-                           "start Jaeger there or pass --otlp-endpoint")
+        p.notes.append(f"probe spans → {otlp}" if otlp else
+                       f"probe spans: kept in a ring here ({local_url}spans, shown by gpulens top); nothing listens on "
+                       f"{OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]} (start Jaeger there or pass --otlp-endpoint)")
     else:
         p.skipped.append("inference probe: not in this build of gpulens yet")
 
     alertmanager = which(cfg.alertmanager_bin) or which("alertmanager")
     if alertmanager:
-        am_config = _write_yaml(run_dir / "alertmanager.yml", render_alertmanager(webhook_url, min(cfg.scrape_interval_seconds, 1.0)))
+        am_config = _write_yaml(run_dir / "alertmanager.yml", render_alertmanager(local_url, min(cfg.scrape_interval_seconds, 1.0)))
         p.children.append(ChildSpec("alertmanager", [
             alertmanager, f"--config.file={am_config}", f"--storage.path={run_dir / 'alertmanager-data'}",
             f"--web.listen-address={HOST}:{cfg.alertmanager_port}", "--cluster.listen-address=", f"--log.level={_go_level(cfg.log_level)}"],
@@ -281,7 +285,8 @@ class Stack:
         self.run_dir = run_dir
         self.log = log
         self.say = say
-        self.receiver = PageReceiver(HOST, cfg.webhook_port, run_dir / "pages.jsonl", say=lambda s: say(s))
+        self.receiver = PageReceiver(HOST, cfg.webhook_port, run_dir / "pages.jsonl", say=lambda s: say(s),
+                                     spans=SpanRing())
         self.supervisor = Supervisor(run_dir, log, say=say)
         self.plan = plan(cfg, run_dir, self.receiver.url)
         self.stopped = threading.Event()

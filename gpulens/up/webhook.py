@@ -3,6 +3,9 @@
 Alertmanager POSTs its webhook payload (version 4: status, groupLabels, alerts[] with labels,
 annotations, startsAt) here; every alert in it becomes one line on the terminal and one JSON line
 in `pages.jsonl` of the run directory. `GET /pages` returns what arrived, for scripts and tests.
+
+The same server takes the probe's spans when there is no OTLP collector (`POST /v1/traces`, kept in
+a `SpanRing`, read back with `GET /spans`), so `gpulens up` has one local endpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MAX_BODY = 1 << 20
+from gpulens.up.traces import SpanRing, export_response
+
+MAX_BODY = 4 << 20
 
 
 def format_page(alert: dict[str, Any], status: str) -> str:
@@ -35,8 +40,10 @@ def format_page(alert: dict[str, Any], status: str) -> str:
 class PageReceiver:
     """HTTP server on `host:port` (0 = any free port) that prints and records Alertmanager webhook pages."""
 
-    def __init__(self, host: str, port: int, journal: Path | None = None, say: Callable[[str], None] = print):
+    def __init__(self, host: str, port: int, journal: Path | None = None, say: Callable[[str], None] = print,
+                 spans: SpanRing | None = None):
         self.pages: list[dict[str, Any]] = []
+        self.spans = spans
         self._journal = journal
         self._say = say
         self._lock = threading.Lock()
@@ -48,6 +55,9 @@ class PageReceiver:
                 if length > MAX_BODY:
                     self._reply(413, b"too large\n")
                     return
+                if self.path == "/v1/traces":
+                    self._traces(self.rfile.read(length))
+                    return
                 try:
                     payload = json.loads(self.rfile.read(length) or b"{}")
                 except ValueError:
@@ -56,7 +66,22 @@ class PageReceiver:
                 receiver.receive(payload)
                 self._reply(200, b"ok\n")
 
+            def _traces(self, body: bytes) -> None:
+                if receiver.spans is None:
+                    self._reply(404, b"no span ring here\n")
+                    return
+                ctype = self.headers.get("Content-Type") or "application/x-protobuf"
+                try:
+                    receiver.spans.receive(body, ctype)
+                except ValueError as err:
+                    self._reply(400, f"{err}\n".encode())
+                    return
+                self._reply(200, *export_response(ctype))
+
             def do_GET(self) -> None:
+                if self.path == "/spans" and receiver.spans is not None:
+                    self._reply(200, json.dumps(receiver.spans.recent()).encode(), "application/json")
+                    return
                 with receiver._lock:
                     body = json.dumps(receiver.pages).encode()
                 self._reply(200, body, "application/json")
