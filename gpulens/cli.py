@@ -72,6 +72,9 @@ def _resolve(path: str) -> Any:
 COMMANDS: dict[str, Command] = {
     "gpu-exporter": Command("gpulens.exporters.gpu.config:GpuExporterConfig",
                             "Export NVML GPU metrics (DaemonSet on every GPU node).", "gpulens.exporters.gpu.app:main"),
+    "kserve-exporter": Command("gpulens.exporters.kserve.config:KserveExporterConfig",
+                               "Export InferenceService state and normalised model-server stats (Deployment, :9446).",
+                               "gpulens.exporters.kserve.app:main"),
     "up": Command("gpulens.up.config:UpConfig", "Run the whole suite on this machine (make run).", "gpulens.up.app:run"),
     "top": Command("gpulens.top:TopConfig", "Terminal view of GPUs, inference services, probes and alerts.", "gpulens.top:run"),
 }

@@ -33,7 +33,10 @@ def render_table() -> str:
 def update(text: str) -> str:
     """`text` with the table between the markers replaced by the current catalogue's."""
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + render_table() + text[end:]
+    text = text[:start] + render_table() + text[end:]
+    from gpulens.exporters.kserve import servers  # the KServe server mapping table, if the README has one
+
+    return servers.update_readme(text) if servers.BEGIN in text else text
 
 
 def main(path: str) -> int:

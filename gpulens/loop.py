@@ -39,21 +39,25 @@ class Loop:
     """Call `step()` every `interval` seconds on a daemon thread until `stop()`.
 
     `step` raising is a failure: logged once per distinct reason (the exception's class and first
-    line), then retried after `backoff.delay(consecutive failures)`. `on_state(ok)` is called on each
+    line), then retried after `backoff.delay(consecutive failures)`. A step may also return False: a
+    failure it has logged itself (backed off, not logged again). `on_state(ok)` is called on each
     change, for an `_up` gauge. `jitter` spreads the interval itself (fraction of it, ±).
+    `fixed_rate` starts steps every `interval` (the step's own time included) instead of
+    waiting `interval` after each, and never bursts to catch up after a slow step.
     """
 
-    def __init__(self, name: str, step: Callable[[], None], interval: float, log: logging.Logger,
+    def __init__(self, name: str, step: Callable[[], object], interval: float, log: logging.Logger,
                  backoff: Backoff | None = None, jitter: float = 0.0,
                  on_state: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, fixed_rate: bool = False):
         self.name = name
         self.interval = interval
         self.backoff = backoff or Backoff(base=max(interval, 0.1), cap=max(60.0, interval))
         self.failures = 0
         self.last_success: float | None = None  # wall-clock seconds of the last successful step
         self.last_error = ""
-        self._step = step
+        self._step: Callable[[], object] = step
+        self._fixed_rate = fixed_rate
         self._jitter = jitter
         self._on_state = on_state
         self._clock = clock
@@ -78,6 +82,10 @@ class Loop:
         self._wake.set()
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -89,13 +97,18 @@ class Loop:
     def run_once(self) -> bool:
         """One step with the loop's bookkeeping; returns whether it succeeded (tests call this directly)."""
         try:
-            self._step()
+            outcome = self._step()
         except Exception as err:  # noqa: BLE001 - the loop must survive anything its step raises
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
             self.failures += 1
             self.last_error = reason
             self._state.failed(type(err).__name__, f"{self.name} failed: {reason}; retrying with backoff",
                                error={"type": type(err).__name__, "message": str(err)[:500]})
+            if self.failures == 1 and self._on_state is not None:
+                self._on_state(False)
+            return False
+        if outcome is False:  # a failure the step reported (and logged) itself
+            self.failures += 1
             if self.failures == 1 and self._on_state is not None:
                 self._on_state(False)
             return False
@@ -116,6 +129,10 @@ class Loop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = self._clock()
             self.run_once()
-            self._wake.wait(self.next_delay())
+            delay = self.next_delay()
+            if self._fixed_rate and not self.failures:
+                delay = max(0.0, delay - (self._clock() - started))
+            self._wake.wait(delay)
             self._wake.clear()

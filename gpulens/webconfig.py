@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
+import os
 import re
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,8 @@ MIN_VERSIONS: Mapping[str, ssl.TLSVersion] = MappingProxyType({
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 # exporter-toolkit's bcrypt of "fakepassword": unknown users cost one bcrypt too, so timing can't list users.
 _FAKE_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+_DUMMY_HASHES: dict[bytes, bytes] = {}  # cost prefix (b"$2b$12$") -> a hash of that cost, for unknown users
+MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; Go's bcrypt (exporter-toolkit) rejects longer passwords
 _AUTH_CACHE_SIZE = 64
 _auth_cache: dict[bytes, None] = {}  # sha256 of (user, hash, password) bcrypt accepted, oldest first
 # One bcrypt at a time, as exporter-toolkit does: a password-guessing client can't take every core.
@@ -201,6 +206,68 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
+class WebConfigReloader:
+    """A web-config.yml re-read when it or the files it names change, as exporter-toolkit does.
+
+    cert-manager renews certificates and operators rotate passwords without restarting the pod. Files
+    are stat'ed at most every `check_seconds`; a broken new version keeps the last good config and logs
+    once (then once more when a good version loads).
+    """
+
+    def __init__(self, path: str | Path, log: logging.Logger | None = None, check_seconds: float = 1.0):
+        self.path = str(path)
+        self._log = log or logging.getLogger("gpulens.webconfig")
+        self._check_seconds = check_seconds
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self._bad: str | None = None
+        self.reloads = 0
+        config = load_web_config(self.path)  # raises WebConfigError: the operator fixes it first
+        self._current = (config, ssl_context(config.tls) if config.tls is not None else None)
+        self._stamp = self._stat(config)
+
+    def _stat(self, config: WebConfig) -> tuple[tuple[str, float, int], ...]:
+        files = [self.path]
+        if config.tls is not None:
+            files += [f for f in (config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file) if f]
+        out = []
+        for name in files:
+            try:
+                st = os.stat(name)
+                out.append((name, st.st_mtime, st.st_size))
+            except OSError:
+                out.append((name, -1.0, -1))
+        return tuple(out)
+
+    def get(self) -> tuple[WebConfig, ssl.SSLContext | None]:
+        """The current (config, TLS context); re-read first if the files changed."""
+        now = time.monotonic()
+        if now - self._checked_at >= self._check_seconds:
+            with self._lock:
+                if now - self._checked_at >= self._check_seconds:
+                    self._checked_at = now
+                    self._maybe_reload()
+        return self._current
+
+    def _maybe_reload(self) -> None:
+        stamp = self._stat(self._current[0])
+        if stamp == self._stamp:
+            return
+        try:
+            config = load_web_config(self.path)
+            ctx = ssl_context(config.tls) if config.tls is not None else None
+        except WebConfigError as err:
+            if self._bad != str(err):
+                self._bad = str(err)
+                self._log.error(f"web config reload failed, keeping the last good one: {err}",
+                                extra={"event": {"action": "web-config-reload", "outcome": "failure"}})
+            self._stamp = stamp  # do not retry until the files change again
+            return
+        self._current, self._stamp, self._bad = (config, ctx), self._stat(config), None
+        self.reloads += 1
+        self._log.info(f"web config reloaded from {self.path}", extra={"event": {"action": "web-config-reload", "outcome": "success"}})
+
+
 def _credentials(header_value: str | None) -> tuple[str, bytes] | None:
     """(user, password) from an `Authorization: Basic …` header, or None if it isn't one."""
     scheme, _, token = (header_value or "").partition(" ")
@@ -211,6 +278,16 @@ def _credentials(header_value: str | None) -> tuple[str, bytes] | None:
         return (user.decode("utf-8"), password) if sep else None
     except (binascii.Error, UnicodeDecodeError):
         return None
+
+
+def _dummy_hash(cfg: WebConfig) -> bytes:
+    """A hash as costly as the dearest configured one: an unknown user takes as long as a known one."""
+    costs = sorted({h[:7].encode() for h in cfg.basic_auth_users.values()}, key=lambda p: int(p[4:6]))
+    prefix = costs[-1] if costs else _FAKE_HASH[:7]
+    dummy = _DUMMY_HASHES.get(prefix)
+    if dummy is None:
+        dummy = _DUMMY_HASHES[prefix] = bcrypt.hashpw(b"gpulens-dummy-password", bcrypt.gensalt(int(prefix[4:6])))
+    return dummy
 
 
 def check_basic_auth(cfg: WebConfig, header_value: str | None) -> bool:
@@ -225,13 +302,15 @@ def check_basic_auth(cfg: WebConfig, header_value: str | None) -> bool:
     if creds is None:
         return False
     user, password = creds
+    if len(password) > MAX_PASSWORD_BYTES:  # bcrypt 4.x would compare only the first 72 bytes
+        return False
     hashed = cfg.basic_auth_users.get(user)
     key = hashlib.sha256(f"{user.encode().hex()}:{hashed}:{password.hex()}".encode()).digest()
     if hashed is not None and key in _auth_cache:
         return True
     with _bcrypt_lock:
         try:
-            ok = bcrypt.checkpw(password, hashed.encode() if hashed is not None else _FAKE_HASH)
+            ok = bcrypt.checkpw(password, hashed.encode() if hashed is not None else _dummy_hash(cfg))
         except ValueError:  # bcrypt >= 5 refuses passwords over 72 bytes: no stored hash can match one
             ok = False
         ok = ok and hashed is not None

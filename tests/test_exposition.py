@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+import pytest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    Exemplar,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -75,11 +84,71 @@ def test_whole_exporter_output_matches_prometheus_client() -> None:
 
 def test_cache_forgets_vanished_series() -> None:
     renderer = Renderer()
-    gauge = GaugeMetricFamily("g", "g", labels=["pod"])
+    gauge = MetricFamily("g", "gauge", "g", ["pod"])
     gauge.add_metric(["a"], 1)
     renderer.render([gauge])
-    gauge = GaugeMetricFamily("g", "g", labels=["pod"])
+    gauge = MetricFamily("g", "gauge", "g", ["pod"])
     gauge.add_metric(["b"], 1)
     text, _ = renderer.render([gauge])
     assert b'pod="a"' not in text
     assert len(renderer._prefixes) == 1
+
+
+def _library_cases() -> list[Metric]:
+    """Everything the fast path does not write: exemplars, timestamps, _created, UTF-8 names, units, info."""
+    histogram = HistogramMetricFamily("probe_duration_seconds", "latency", labels=["target"], unit="seconds")
+    histogram.add_metric(["a"], [("0.1", 1, Exemplar({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}, 0.05, 1700000000.5)),
+                                 ("+Inf", 3, None)], 0.9, timestamp=1700000001.25)
+    counter = CounterMetricFamily("requests", "requests", labels=["code"], created=1700000000.0)
+    counter.add_metric(["200"], 7, created=1700000000.0, timestamp=1700000002)
+    with_exemplar = CounterMetricFamily("probe_requests", "with exemplar", labels=["code"])
+    with_exemplar.add_metric(["200"], 7, exemplar=Exemplar({"trace_id": "abc"}, 1.0))
+    gauge = GaugeMetricFamily("g_bytes", "timestamped", labels=["x"], unit="bytes")
+    gauge.add_metric(["1"], 3, timestamp=1700000003.5)
+    utf8 = GaugeMetricFamily("my.dotted.gauge", "UTF-8 name", labels=["label.with.dot"])
+    utf8.add_metric(["v"], 1)
+    summary = SummaryMetricFamily("s_seconds", "summary", labels=["q"], unit="seconds")
+    summary.add_metric(["x"], 2, 0.5)
+    info = InfoMetricFamily("build", "build info", labels=["v"])
+    info.add_metric(["1"], {"version": "1.0"})
+    return [histogram, counter, with_exemplar, gauge, utf8, summary, info]
+
+
+def test_library_families_match_prometheus_client_byte_for_byte() -> None:
+    renderer = Renderer()
+    cases = _library_cases()
+    for family in cases:
+        _assert_same(renderer, [family])
+    _assert_same(renderer, cases)
+    text, om = renderer.render(cases)
+    assert b"trace_id" in om and b"# UNIT g_bytes bytes" in om  # exemplars and units survive (OpenMetrics only)
+    assert b"# HELP requests_created" in text  # _created is its own family in text format, as promtool wants
+
+
+def test_fast_family_with_units_and_bad_rows() -> None:
+    gauge = MetricFamily("x_bytes", "gauge", "bytes", ["a"], unit="bytes")
+    gauge.add_metric(["1"], 2)
+    text, om = Renderer().render([gauge])
+    assert text == generate_latest(_Registry([gauge.to_metric()]))  # type: ignore[arg-type]
+    assert om + EOF == generate_openmetrics(_Registry([gauge.to_metric()]))  # type: ignore[arg-type]
+    assert b"# UNIT x_bytes bytes" in om
+    bad = MetricFamily("y", "gauge", "y", ["a", "b"])
+    bad.add_metric(["only-one"], 1)
+    with pytest.raises(ValueError, match="label values"):
+        Renderer().render([bad])
+
+
+def test_catalogue_new_gives_fast_rows_or_library_families() -> None:
+    from gpulens.metrics import gpu as c
+    from gpulens.metrics.family import Family
+
+    assert isinstance(c.POWER.new(), MetricFamily)
+    hist = Family("h_seconds", "histogram", "h", ("a",), unit="seconds").new()
+    hist.add_metric(["x"], [("1.0", 1), ("+Inf", 1)], 0.5)
+    _, om = Renderer().render([hist])  # type: ignore[list-item]
+    assert b"# UNIT h_seconds seconds" in om
+    stamped = c.POWER.new_library()
+    stamped.add_metric(["0", "u", "", "", ""], 1.0, timestamp=5)
+    assert b" 1.0 5000" in Renderer().render([stamped])[0]  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="end with its unit"):
+        Family("x_total", "counter", "x", unit="bytes")

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from prometheus_client.core import Metric
-
 from gpulens.exporters.gpu.nvml import CLOCK_EVENT_REASONS, GpuReading
 from gpulens.exporters.gpu.sampler import Snapshot
+from gpulens.exposition import ExpositionFamily
 from gpulens.metrics import gpu as c
 
 
@@ -61,8 +60,12 @@ def pod_labels(attribution: Attribution, uuid: str) -> tuple[str, str, str]:
     return NO_POD
 
 
-def collect(snapshot: Snapshot, attribution: Attribution) -> Iterator[Metric]:
-    """Every per-GPU family of the snapshot; NotSupported values are absent, never 0."""
+def collect(snapshot: Snapshot, attribution: Attribution, nvlink_per_link: bool = False) -> Iterator[ExpositionFamily]:
+    """Every per-GPU family of the snapshot; NotSupported values are absent, never 0.
+
+    NVLink is summed per GPU (links, links up, bytes, errors by type) unless `nvlink_per_link`,
+    which adds one series per link (18 links x 6 families per H100).
+    """
     gpus = [g for g in snapshot.gpus if g.up]
     keyed = [(g, (str(g.identity.index), g.identity.uuid) + pod_labels(attribution, g.identity.uuid)) for g in gpus]
 
@@ -85,16 +88,48 @@ def collect(snapshot: Snapshot, attribution: Attribution) -> Iterator[Metric]:
         yield metric
 
     yield from _dict_families(keyed)
+    yield from _nvlink(keyed, nvlink_per_link)
     yield from _mig(gpus, attribution)
     yield from _gpm(gpus, attribution)
     yield _allocations(snapshot.gpus, attribution)
 
 
-def _dict_families(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]]) -> Iterator[Metric]:
-    """Families with an extra label: clock reasons, ECC, pages, remaps, NVLink, processes."""
+def _nvlink(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]], per_link: bool) -> Iterator[ExpositionFamily]:
+    links, links_up, tx, rx, errors = c.NVLINK_LINKS.new(), c.NVLINK_LINKS_UP.new(), c.NVLINK_TX.new(), c.NVLINK_RX.new(), c.NVLINK_ERRORS.new()
+    for g, labels in keyed:
+        if g.nvlink_links:
+            links.add_metric(labels, g.nvlink_links)
+        if g.nvlink_up:
+            links_up.add_metric(labels, sum(g.nvlink_up.values()))
+        if g.nvlink_tx:
+            tx.add_metric(labels, sum(g.nvlink_tx.values()))
+        if g.nvlink_rx:
+            rx.add_metric(labels, sum(g.nvlink_rx.values()))
+        by_type: dict[str, float] = {}
+        for (_, etype), value in g.nvlink_errors.items():
+            by_type[etype] = by_type.get(etype, 0.0) + value
+        for etype, value in by_type.items():
+            errors.add_metric([*labels, etype], value)
+    yield from (links, links_up, tx, rx, errors)
+    if not per_link:
+        return
+    link_up, link_tx, link_rx, link_errors = c.NVLINK_UP.new(), c.NVLINK_LINK_TX.new(), c.NVLINK_LINK_RX.new(), c.NVLINK_LINK_ERRORS.new()
+    for g, labels in keyed:
+        for link, value in g.nvlink_up.items():
+            link_up.add_metric([*labels, str(link)], value)
+        for link, value in g.nvlink_tx.items():
+            link_tx.add_metric([*labels, str(link)], value)
+        for link, value in g.nvlink_rx.items():
+            link_rx.add_metric([*labels, str(link)], value)
+        for (link, etype), value in g.nvlink_errors.items():
+            link_errors.add_metric([*labels, str(link), etype], value)
+    yield from (link_up, link_tx, link_rx, link_errors)
+
+
+def _dict_families(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]]) -> Iterator[ExpositionFamily]:
+    """Families with an extra label: clock reasons, ECC, pages, remaps, processes."""
     reasons, ecc, pages = c.CLOCK_EVENT.new(), c.ECC.new(), c.RETIRED_PAGES.new()
     remapped, pending, failure = c.REMAPPED_ROWS.new(), c.ROW_REMAP_PENDING.new(), c.ROW_REMAP_FAILURE.new()
-    link_up, tx, rx, link_errors = c.NVLINK_UP.new(), c.NVLINK_TX.new(), c.NVLINK_RX.new(), c.NVLINK_ERRORS.new()
     procs = c.PROCESS_MEMORY.new()
     for g, labels in keyed:
         if g.clock_events is not None:
@@ -110,20 +145,12 @@ def _dict_families(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]]) -> Itera
             remapped.add_metric([*labels, "uncorrectable"], unc)
             pending.add_metric(list(labels), is_pending)
             failure.add_metric(list(labels), is_failure)
-        for link, value in g.nvlink_up.items():
-            link_up.add_metric([*labels, str(link)], value)
-        for link, value in g.nvlink_tx.items():
-            tx.add_metric([*labels, str(link)], value)
-        for link, value in g.nvlink_rx.items():
-            rx.add_metric([*labels, str(link)], value)
-        for (link, etype), value in g.nvlink_errors.items():
-            link_errors.add_metric([*labels, str(link), etype], value)
         for pid, used in g.processes:
             procs.add_metric([*labels, str(pid)], used)
-    yield from (reasons, ecc, pages, remapped, pending, failure, link_up, tx, rx, link_errors, procs)
+    yield from (reasons, ecc, pages, remapped, pending, failure, procs)
 
 
-def _mig(gpus: list[GpuReading], attribution: Attribution) -> Iterator[Metric]:
+def _mig(gpus: list[GpuReading], attribution: Attribution) -> Iterator[ExpositionFamily]:
     mode, info, total, used = c.MIG_MODE.new(), c.MIG_INFO.new(), c.MIG_MEM_TOTAL.new(), c.MIG_MEM_USED.new()
     for g in gpus:
         gpu = str(g.identity.index)
@@ -140,7 +167,7 @@ def _mig(gpus: list[GpuReading], attribution: Attribution) -> Iterator[Metric]:
     yield from (mode, info, total, used)
 
 
-def _gpm(gpus: list[GpuReading], attribution: Attribution) -> Iterator[Metric]:
+def _gpm(gpus: list[GpuReading], attribution: Attribution) -> Iterator[ExpositionFamily]:
     metrics = [(family.new(), key) for family, key in GPM]
     for g in gpus:
         mig_uuid = {str(m.gpu_instance_id): m.uuid for m in g.mig}
@@ -153,7 +180,7 @@ def _gpm(gpus: list[GpuReading], attribution: Attribution) -> Iterator[Metric]:
     yield from (m for m, _ in metrics)
 
 
-def _allocations(gpus: tuple[GpuReading, ...], attribution: Attribution) -> Metric:
+def _allocations(gpus: tuple[GpuReading, ...], attribution: Attribution) -> ExpositionFamily:
     """One series per (device, container): the join table for time-sliced and MIG devices."""
     metric = c.GPU_ALLOCATION.new()
     for g in gpus:

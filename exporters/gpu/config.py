@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from gpulens.config import opt
 
+# The simulated models, spelled out for --help without importing gpulens.sim (the real path never does).
+_MODELS = "h100, a100-40gb, l4, v100"
+
 
 @dataclass(frozen=True)
 class GpuExporterConfig:
@@ -14,16 +17,26 @@ class GpuExporterConfig:
     listen_address: str = opt("0.0.0.0", "Address to bind the metrics server to.")
     port: int = opt(9445, "Port for /metrics, /healthz and /readyz.", minimum=0, maximum=65535)
     web_config_file: str = opt("", "Prometheus exporter-toolkit web-config.yml for TLS and basic auth.")
-    interval_seconds: float = opt(1.0, "How often the sampler reads every GPU.", minimum=0.05)
-    simulate: str = opt("", "Use N simulated GPUs instead of NVML: 'N' or 'N:model' (h100, a100-40gb, l4).")
-    simulate_mig: str = opt("", "MIG layout for simulated GPUs, e.g. '7x1g.10gb' or '3g.40gb+2x2g.20gb'.")
-    simulate_kubelet: bool = opt(False, "With simulated GPUs: serve demo KServe pods from a stand-in kubelet socket.")
+    max_connections: int = opt(64, "Concurrent HTTP connections; beyond it the oldest idle one is closed, else the new one.",
+                               minimum=1, maximum=10000)
+    header_timeout_seconds: float = opt(10.0, "Seconds a client may take to send a request's line and headers.",
+                                        minimum=0.1, maximum=300)
+    idle_timeout_seconds: float = opt(120.0, "Seconds a kept-alive connection may idle between requests.", minimum=0.1, maximum=3600)
+    interval_seconds: float = opt(1.0, "How often the sampler reads every GPU.", minimum=0.05, maximum=3600)
+    simulate: str = opt("", f"Use simulated GPUs instead of NVML: 'N', 'N:MODEL' (MODEL one of {_MODELS}; default h100), "
+                            "or 'auto' (real NVML if a driver answers, else 8 simulated H100s).")
+    simulate_mig: str = opt("", "With --simulate: MIG layout for every simulated GPU, e.g. '7x1g.10gb' or '3g.40gb+2x2g.20gb'.")
+    simulate_kubelet: bool = opt(False, "With --simulate: serve demo KServe pods from a stand-in kubelet socket.")
+    simulate_faults: str = opt("", "With --simulate: fault schedule, ';'-separated, e.g. 'xid:79@gpu3+60s; lost:gpu2@120s..180s; "
+                                   "hang:nvmlDeviceGetTemperatureV@30s..40s; throttle:thermal@gpu1; pcie-downgrade@gpu0; ecc-dbe@gpu5'. "
+                                   "Times count from start; none means now. See README 'Simulated faults'.")
     compat: str = opt("none", "Also emit DCGM-named families for drop-in migration.", choices=("none", "dcgm"))
     processes: bool = opt(False, "Export per-process GPU memory (needs hostPID in Kubernetes).")
+    nvlink_per_link: bool = opt(False, "Export NVLink bytes, errors and state per link (108 series per H100) besides the per-GPU totals.")
     gpm: bool = opt(True, "Sample NVML GPM activity metrics on GPUs that support them (Hopper+).")
     xid_events: bool = opt(True, "Watch NVML events (XID, ECC, clocks) on their own thread.")
     pod_attribution: bool = opt(True, "Label GPU series with the pod holding the GPU (kubelet PodResources).")
     podresources_socket: str = opt("/var/lib/kubelet/pod-resources/kubelet.sock", "kubelet PodResources v1 socket.")
-    podresources_interval_seconds: float = opt(10.0, "How often to refresh pod attribution.", minimum=0.1)
+    podresources_interval_seconds: float = opt(10.0, "How often to refresh pod attribution.", minimum=0.1, maximum=3600)
     hostname: str = opt("", "Node name for DCGM's Hostname label; defaults to $NODE_NAME or the host name.")
     log_level: str = opt("info", "Log level.", choices=("debug", "info", "warning", "error"))

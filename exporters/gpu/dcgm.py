@@ -18,10 +18,20 @@ from gpulens.metrics import gpu as c
 
 MIB = 1024 * 1024
 
+# NVML integer percents, back as the integer NVML gave (a 0.07 ratio * 100 would print 7.000000000000001)
+PERCENTS: tuple[tuple[c.Family, str], ...] = (
+    (c.DCGM_GPU_UTIL, "utilization"), (c.DCGM_MEM_COPY_UTIL, "memory_utilization"),
+    (c.DCGM_ENC_UTIL, "encoder_utilization"), (c.DCGM_DEC_UTIL, "decoder_utilization"),
+)
+# DCGM profiling family -> GPM reading key (the same quantity; DCGM's ratios are 0..1, rates bytes/s)
+PROF: tuple[tuple[c.Family, str], ...] = (
+    (c.DCGM_PROF_GR_ENGINE, "graphics"), (c.DCGM_PROF_SM_ACTIVE, "sm"), (c.DCGM_PROF_SM_OCCUPANCY, "sm_occupancy"),
+    (c.DCGM_PROF_TENSOR, "tensor"), (c.DCGM_PROF_DRAM, "dram"), (c.DCGM_PROF_FP64, "fp64"), (c.DCGM_PROF_FP32, "fp32"),
+    (c.DCGM_PROF_FP16, "fp16"), (c.DCGM_PROF_PCIE_TX, "pcie_tx"), (c.DCGM_PROF_PCIE_RX, "pcie_rx"),
+    (c.DCGM_PROF_NVLINK_TX, "nvlink_tx"), (c.DCGM_PROF_NVLINK_RX, "nvlink_rx"),
+)
 # DCGM family -> (GpuReading attribute, factor from our base unit to DCGM's unit)
 SCALARS: tuple[tuple[c.Family, str, float], ...] = (
-    (c.DCGM_GPU_UTIL, "utilization", 100.0),
-    (c.DCGM_MEM_COPY_UTIL, "memory_utilization", 100.0),
     (c.DCGM_FB_USED, "memory_used", 1 / MIB),
     (c.DCGM_FB_FREE, "memory_free", 1 / MIB),
     (c.DCGM_GPU_TEMP, "temperature", 1.0),
@@ -42,13 +52,21 @@ def collect(snapshot: Snapshot, attribution: Attribution, hostname: str, last_xi
         i = g.identity
         base = [str(i.index), i.uuid, f"nvidia{i.index}", i.name, hostname, i.pci_bus_id]
         labels = base + ["", "", *pod_labels(attribution, i.uuid)]
+        for family, attr in PERCENTS:
+            value = getattr(g, attr)
+            if value is not None:  # absent under MIG (NVML has no utilization there), as in dcgm-exporter
+                metrics[family.name].add_metric(labels, float(round(value * 100)))
         for family, attr, factor in SCALARS:
             value = getattr(g, attr)
             if value is not None:
                 metrics[family.name].add_metric(labels, value * factor)
-        if g.utilization is None and "graphics" in g.gpm.get("", {}):
-            # Under MIG NVML has no utilization; DCGM reports graphics-engine activity there, and so do we.
-            metrics[c.DCGM_GPU_UTIL.name].add_metric(labels, g.gpm[""]["graphics"] * 100.0)
+        mig_by_gi = {str(m.gpu_instance_id): m for m in g.mig}
+        for target, values in g.gpm.items():  # GPM: the whole GPU (target "") and each MIG instance
+            m = mig_by_gi.get(target)
+            prof_labels = labels if m is None else base + [str(m.gpu_instance_id), m.profile, *pod_labels(attribution, m.uuid)]
+            for family, key in PROF:
+                if key in values:
+                    metrics[family.name].add_metric(prof_labels, values[key])
         metrics[c.DCGM_XID.name].add_metric(labels, float(last_xid.get(i.uuid, 0)))
         if g.remapped_rows is not None:
             corr, unc, _, failure = g.remapped_rows

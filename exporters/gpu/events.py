@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pynvml
-from prometheus_client.core import Metric
 
 from gpulens.exporters.gpu.collectors import Attribution, pod_labels
 from gpulens.exporters.gpu.nvml import address, error_name
+from gpulens.exposition import ExpositionFamily
 from gpulens.logs import StateLog
+from gpulens.loop import Backoff, Loop
 from gpulens.metrics import gpu as c
 
 EVENT_TYPES = {
@@ -44,6 +45,43 @@ XID_MEANINGS = {
     119: "GSP RPC timeout", 120: "GSP error",
 }
 Device = tuple[int, str, Any]  # (index, uuid, handle)
+# An XID storm (a flapping GPU can raise thousands) logs the first lines of each window in full,
+# then one summary line; every event is still counted exactly in the metrics.
+XID_LOG_BURST = 20
+XID_LOG_WINDOW_SECONDS = 60.0
+
+
+class RateLimit:
+    """At most `burst` allowed per `window` seconds; counts what it refused until take_suppressed()."""
+
+    def __init__(self, burst: int, window: float, clock: Callable[[], float]):
+        self._burst, self._window, self._clock = burst, window, clock
+        self._started = clock()
+        self._used = 0
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            self._roll()
+            if self._used < self._burst:
+                self._used += 1
+                return True
+            self._suppressed += 1
+            return False
+
+    def take_suppressed(self) -> int:
+        """How many were refused in windows that have ended (0 while the current window still runs)."""
+        with self._lock:
+            self._roll()
+            if self._used >= self._burst or not self._suppressed:
+                return 0
+            n, self._suppressed = self._suppressed, 0
+            return n
+
+    def _roll(self) -> None:
+        if self._clock() - self._started >= self._window:
+            self._started, self._used = self._clock(), 0
 
 
 class EventWatcher:
@@ -69,53 +107,55 @@ class EventWatcher:
         self._by_handle: dict[Any, tuple[int, str]] = {}
         self._missing = False  # a GPU failed to register for a reason other than NotSupported: retry later
         self._registered_generation = -1
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._retry_partial_at = 0.0
+        self._xid_log = RateLimit(XID_LOG_BURST, XID_LOG_WINDOW_SECONDS, time.monotonic)
+        # Interval 0: a poll already blocks up to wait_ms. Failures back off 1 s .. 30 s, and a
+        # re-enumeration by the sampler (GPUs came back) wakes the loop at once via trigger().
+        self.loop = Loop("nvml-events", self.step, 0.0, self._log, backoff=Backoff(base=1.0, cap=30.0))
         self.up = False
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nvml-events", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.loop.stop(timeout)
         self._close()
+
+    @property
+    def registered(self) -> int:
+        """GPUs the current event set watches."""
+        return len(self._by_handle) if self.up else 0
+
+    @property
+    def current(self) -> bool:
+        """Registered on the GPUs of the sampler's latest enumeration (tests wait for this)."""
+        return self.up and self._registered_generation == self._generation()
+
+    def trigger(self) -> None:
+        """The sampler re-enumerated: re-register now rather than after the backoff."""
+        self.loop.trigger()
+
+    def step(self) -> bool:
+        """(Re-)register when the GPUs changed, else wait once for an event; False = failed (backs off)."""
+        self._xid_log_summary()
+        stale = self._set is None or self._generation() != self._registered_generation
+        partial = self._missing and time.monotonic() >= self._retry_partial_at  # some GPUs refused registration
+        if stale or partial:
+            if not self.register():
+                return False
+            self._retry_partial_at = time.monotonic() + 30.0
+        return self.poll() is not None
 
     def last_xid(self) -> dict[str, int]:
         with self._lock:
             return dict(self._last_xid)
 
-    def _run(self) -> None:
-        backoff, retry_at = 1.0, 0.0
-        crashes = StateLog(self._log, "event-watcher")
-        while not self._stop.is_set():
-            try:
-                stale = self._set is None or self._generation() != self._registered_generation
-                partial = self._missing and time.monotonic() >= retry_at  # some GPUs refused registration
-                if stale or partial:
-                    if not self.register():
-                        self._wait_for_change(backoff)
-                        backoff = min(backoff * 2, 30.0)
-                        continue
-                    backoff = 1.0
-                    retry_at = time.monotonic() + 30.0
-                self.poll()
-                crashes.ok("event watcher running")
-            except Exception as err:  # never let the thread end silently: log once, back off, go on
-                crashes.failed(type(err).__name__, f"event watcher failed: {err!r}")
-                self._close()
-                self._stop.wait(1.0)
-
-    def _wait_for_change(self, seconds: float) -> None:
-        """Back off, but wake as soon as the sampler re-enumerates (GPUs came back)."""
-        generation, deadline = self._generation(), time.monotonic() + seconds
-        while not self._stop.is_set() and time.monotonic() < deadline and self._generation() == generation:
-            self._stop.wait(0.1)
-
     def register(self) -> bool:
-        """A fresh event set over every answering GPU, for the event types each one supports."""
+        """A fresh event set over every answering GPU, for the event types each one supports.
+
+        Events already queued in the old set are counted first: re-registering loses none.
+        """
+        self._drain()
         self._close()
         generation = self._generation()
         devices = self._devices()
@@ -146,6 +186,16 @@ class EventWatcher:
         self._state.ok(f"watching NVML events on {len(by_handle)} GPUs")
         return True
 
+    def _drain(self, limit: int = 100_000) -> None:
+        if self._set is None:
+            return
+        for _ in range(limit):
+            try:
+                data = self._nvml.nvmlEventSetWait_v2(self._set, 0)
+            except pynvml.NVMLError:
+                return  # Timeout (drained), or the set broke: nothing more to read from it
+            self._record(data)
+
     def _close(self) -> None:
         if self._set is not None:
             try:
@@ -154,8 +204,8 @@ class EventWatcher:
                 pass  # the driver already dropped it
         self._set, self.up = None, False
 
-    def poll(self) -> bool:
-        """Wait once for an event and count it; False on timeout or when the set broke."""
+    def poll(self) -> bool | None:
+        """Wait once for an event and count it; False on timeout, None when the set broke (re-register)."""
         try:
             data = self._nvml.nvmlEventSetWait_v2(self._set, self._wait_ms)
         except pynvml.NVMLError as err:
@@ -163,8 +213,7 @@ class EventWatcher:
                 return False
             self._state.failed(error_name(err), f"NVML event wait failed: {error_name(err)}; re-registering")
             self._close()
-            self._stop.wait(1.0)
-            return False
+            return None
         self._record(data)
         return True
 
@@ -186,7 +235,17 @@ class EventWatcher:
         if kind == "xid":
             self._log_xid(index, uuid, int(data.eventData), data)
 
+    def _xid_log_summary(self) -> None:
+        suppressed = self._xid_log.take_suppressed()
+        if suppressed:
+            self._log.error(f"{suppressed} more XID log lines suppressed in the last {XID_LOG_WINDOW_SECONDS:.0f} s "
+                            f"(every XID is still counted in {c.XID_ERRORS.name})",
+                            extra={"event": {"kind": "alert", "action": "gpu-xid-suppressed", "dataset": "gpulens.xid"},
+                                   "labels": {"suppressed": suppressed}})
+
     def _log_xid(self, index: int, uuid: str, xid: int, data: Any) -> None:
+        if not self._xid_log.allow():
+            return
         namespace, pod, container = pod_labels(self._attribution(), uuid)
         meaning = XID_MEANINGS.get(xid, "see NVIDIA's XID catalogue")
         self._log.error(
@@ -201,7 +260,7 @@ class EventWatcher:
             },
         )
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[ExpositionFamily]:
         with self._lock:
             xids, last, events = dict(self._xids), dict(self._xid_last), dict(self._events)
         total, stamp, by_type, up = c.XID_ERRORS.new(), c.XID_LAST.new(), c.GPU_EVENTS.new(), c.EVENTS_UP.new()

@@ -15,7 +15,8 @@ from gpulens.exporters.gpu.sampler import DURATION_BUCKETS, Snapshot
 from gpulens.metrics import gpu as c
 
 
-def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str, bool]) -> Iterator[Metric]:
+def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str, bool],
+            durations: Mapping[str, float] | None = None) -> Iterator[Metric]:
     up = c.NVML_UP.new()
     up.add_metric([], 1.0 if snapshot.nvml_up else 0.0)
     yield up
@@ -39,3 +40,8 @@ def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str
     for name, ok in sorted(collector_success.items()):
         success.add_metric([name], 1.0 if ok else 0.0)
     yield success
+
+    duration_family = c.COLLECTOR_DURATION.new()
+    for name, seconds in sorted((durations or {}).items()):
+        duration_family.add_metric([name], seconds)
+    yield duration_family

@@ -155,6 +155,7 @@ class GpuReading:
     ecc: dict[tuple[str, str], float] = field(default_factory=dict)  # (corrected|uncorrected, volatile|aggregate)
     retired_pages: dict[str, float] = field(default_factory=dict)  # cause -> pages
     remapped_rows: tuple[float, float, float, float] | None = None  # corr, unc, pending, failure
+    nvlink_links: float | None = None
     nvlink_up: dict[int, float] = field(default_factory=dict)
     nvlink_tx: dict[int, float] = field(default_factory=dict)
     nvlink_rx: dict[int, float] = field(default_factory=dict)
@@ -204,6 +205,7 @@ def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
     fields = _read_fields(call, handle)
     links = int(fields.get(pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT, 0))
     fast = _read_fast(call, handle, fields, links, processes, mig, gpm)
+    fast["nvlink_links"] = float(links) if links else None
     # A GPU whose core readings all just failed (Unknown, Timeout…) is down, not "up with no data".
     fast["up"] = any(fast[f] is not None for f, _ in _CORE) or all(k in call.unsupported for _, k in _CORE)
     if previous is not None:

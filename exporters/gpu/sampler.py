@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from gpulens.exporters.gpu.nvml import (
     read_identity,
 )
 from gpulens.logs import StateLog
+from gpulens.loop import Backoff, Loop
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
 BACKOFF_MAX_SECONDS = 60.0
@@ -78,7 +78,8 @@ class Sampler:
     def __init__(self, nvml: Any, interval: float = 1.0, processes: bool = False, gpm: bool = True,
                  on_snapshot: Callable[[Snapshot], None] = lambda s: None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, source: str = "real",
+                 on_generation: Callable[[], None] = lambda: None):
         self.nvml = nvml
         self.interval = interval
         self._processes = processes
@@ -97,38 +98,38 @@ class Sampler:
         self._versions = ("", "")
         self._buckets = [0] * len(DURATION_BUCKETS)
         self._duration_sum = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._source = source
+        self._on_generation = on_generation
+        self.loop = Loop("nvml-sampler", self._step, interval, self._log,
+                         backoff=Backoff(base=interval, cap=max(interval, BACKOFF_MAX_SECONDS)), fixed_rate=True)
         self.snapshot: Snapshot | None = None
-        self.generation = 0  # bumped on every (re-)enumeration; the XID watcher re-registers on change
+        self._generation = 0  # bumped on every (re-)enumeration; the XID watcher re-registers on change
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = value
+        self._on_generation()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nvml-sampler", daemon=True)
-        self._thread.start()
+        """Sample now and then every interval on the shared Loop (its first cycle runs in the thread)."""
+        self.loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._initialized:
+        self.loop.stop(timeout)
+        if self._initialized and not self.loop.alive:  # a hung NVML call keeps its thread: leave NVML alone
             self._shutdown()
 
-    def _run(self) -> None:
-        next_at = self._clock()
-        crashes = StateLog(self._log, "sampler")
-        while not self._stop.is_set():
-            try:
-                self.cycle()
-                crashes.ok("sampler cycling")
-            except Exception as err:  # a bug must not end sampling silently while /healthz stays 200
-                self._errors[("sampler", type(err).__name__)] += 1
-                crashes.failed(type(err).__name__, f"sampler cycle failed: {err!r}")
-            next_at += self.interval
-            now = self._clock()
-            if next_at < now:  # overran (slow NVML): start the next cycle now, don't burst to catch up
-                next_at = now
-            self._stop.wait(next_at - now)
+    def _step(self) -> None:
+        try:
+            self.cycle()
+        except Exception as err:  # a bug must not end sampling silently: counted, logged by the Loop
+            self._errors[("sampler", type(err).__name__)] += 1
+            raise
 
     def devices(self) -> tuple[tuple[int, str, Any], ...]:
         """(index, uuid, handle) of the GPUs currently answering, for the event watcher."""
@@ -182,7 +183,9 @@ class Sampler:
             return
         self._nvml_error = ""
         self._backoff = self.interval
-        self._nvml_state.ok(f"NVML initialised: {len(self._devices)} GPUs, driver {self._versions[0]}")
+        what = "simulated NVML" if self._source == "simulated" else "NVML"
+        self._nvml_state.ok(f"{what} initialised: {len(self._devices)} GPUs, driver {self._versions[0]}"
+                            + (" (simulated, not real GPUs)" if self._source == "simulated" else ""))
 
     def _down(self, reason: str) -> None:
         """NVML is gone: keep serving (nvml_up 0, /readyz 503) and retry with exponential backoff."""

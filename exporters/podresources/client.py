@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import grpc
-from prometheus_client.core import Metric
 
 from gpulens.exporters.podresources.pb import api_pb2, api_pb2_grpc
+from gpulens.exposition import ExpositionFamily
 from gpulens.logs import StateLog
+from gpulens.loop import Backoff, Loop
 from gpulens.metrics import gpu as catalogue
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
@@ -95,20 +96,16 @@ class PodResourcesWatcher:
         self._duration: float | None = None
         self._errors: dict[str, int] = {}
         self._pods = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # refresh() logs its own outcome once per change and returns False on failure: the Loop backs off.
+        self.loop = Loop("podresources", self.refresh, interval, log,
+                         backoff=Backoff(base=interval, cap=max(interval, MAX_BACKOFF_SECONDS)))
 
     def start(self) -> None:
-        """Refresh now and then every `interval` in a daemon thread (never on the scrape path)."""
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="podresources", daemon=True)
-        self._thread.start()
+        """Refresh now and then every `interval` on the shared Loop (never on the scrape path)."""
+        self.loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self._timeout + 1.0)  # an in-flight List() ends by its deadline
-            self._thread = None
+        self.loop.stop(self._timeout + 1.0)  # an in-flight List() ends by its deadline
         self._close()
 
     def mapping(self) -> DeviceMap:
@@ -143,7 +140,7 @@ class PodResourcesWatcher:
         self._state.ok("kubelet PodResources List() succeeded", labels={"socket": self.socket_path})
         return True
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[ExpositionFamily]:
         """Self metrics, built fresh from the last refresh's state."""
         with self._lock:
             up, last_success, duration = self._up, self._last_success, self._duration
@@ -179,17 +176,3 @@ class PodResourcesWatcher:
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = None
-
-    def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                ok = self.refresh()
-            except Exception:  # noqa: BLE001 - a bug must not silently freeze attribution by killing the thread
-                self._log.exception("PodResources refresh raised; retrying")
-                ok = False
-            failures = 0 if ok else failures + 1
-            delay = self._interval if ok else min(self._interval * 2 ** min(failures - 1, 16),
-                                                  max(self._interval, MAX_BACKOFF_SECONDS))
-            if self._stopping.wait(delay):
-                return

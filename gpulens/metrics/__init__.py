@@ -12,7 +12,7 @@ from types import ModuleType
 from gpulens.metrics.family import Family
 
 # One module per component; each defines its families as module-level `Family` constants.
-COMPONENTS = ("gpu", "kserve", "probe", "canary", "logship", "pod")
+COMPONENTS = ("gpu", "kserve", "probe", "canary", "logship", "pod", "self")
 
 
 def module(component: str) -> ModuleType:
@@ -22,7 +22,12 @@ def module(component: str) -> ModuleType:
 def families(component: str | None = None) -> list[Family]:
     """Every family of one component (or of all), in definition order."""
     names = COMPONENTS if component is None else (component,)
-    return [v for name in names for v in vars(module(name)).values() if isinstance(v, Family)]
+    seen: dict[str, Family] = {}  # a component may re-export another's family (gpu serves self's)
+    for name in names:
+        for v in vars(module(name)).values():
+            if isinstance(v, Family):
+                seen.setdefault(v.name, v)
+    return list(seen.values())
 
 
 __all__ = ["COMPONENTS", "Family", "families", "module"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from gpulens.exposition import AnyFamily
+    from gpulens.exposition import ExpositionFamily
 
 Kind = Literal["gauge", "counter", "histogram", "summary", "info"]
 
@@ -22,7 +22,11 @@ MIG = ("gpu", "uuid", "gpu_instance_id", "compute_instance_id", "mig_profile") +
 
 @dataclass(frozen=True)
 class Family:
-    """One metric family: its full exposition name, type, help, label names and upstream source."""
+    """One metric family: its full exposition name, type, help, label names, upstream source and unit.
+
+    `unit` is the OpenMetrics unit (`# UNIT` line): a base unit the name ends with (before `_total`),
+    e.g. "bytes", "seconds", "bytes_per_second"; empty for dimensionless families.
+    """
 
     name: str
     kind: Kind
@@ -30,18 +34,21 @@ class Family:
     labels: tuple[str, ...] = ()
     source: str = ""  # the upstream call or field the value comes from (NVML function, server metric)
     subsystem: str = "gpu"
+    unit: str = ""
 
-    @property
-    def unit(self) -> str:
-        """The base unit, read off the name (Prometheus convention: the unit is a suffix)."""
-        base = self.name.removesuffix("_total")
-        for unit in ("bytes", "seconds", "celsius", "watts", "joules", "hertz", "ratio"):
-            if base.endswith("_" + unit) or "_" + unit + "_" in base:
-                return unit
-        return ""
+    def __post_init__(self) -> None:
+        base = self.name.removesuffix("_total") if self.kind == "counter" else self.name
+        if self.unit and not base.endswith("_" + self.unit):
+            raise ValueError(f"{self.name}: OpenMetrics needs the name to end with its unit {self.unit!r}")
 
-    def new(self, extra_labels: tuple[str, ...] = ()) -> AnyFamily:
+    def new(self, extra_labels: tuple[str, ...] = ()) -> ExpositionFamily:
         """A fresh, empty family ready for `add_metric`; built per render so nothing lingers."""
         from gpulens.exposition import new_family  # lazy: keeps this module free of prometheus_client
 
         return new_family(self, extra_labels)
+
+    def new_library(self, extra_labels: tuple[str, ...] = ()) -> ExpositionFamily:
+        """A prometheus_client family (add_metric accepts `timestamp=` and, where the library does, `exemplar=`)."""
+        from gpulens.exposition import new_library_family
+
+        return new_library_family(self, extra_labels)

@@ -44,17 +44,20 @@ ISVC_DEGRADED = Family("gpulens_inferenceservice_degraded", "gauge",
                        "1 if Ready is True but pods crash-loop, are not ready, or fail the model readiness endpoint (reason).",
                        ISVC + ("reason",), "InferenceService", "kserve")
 ISVC_COLD_START = Family("gpulens_inferenceservice_cold_start_seconds", "histogram",
-                         "Recent pod starts: time from pod creation to phase (scheduled, image_pulled, container_started, ready).",
+                         "Pod starts, seconds from pod creation to each phase: scheduled, initialized (storage-initializer done: "
+                         "model downloaded), container_started (image pulled, server started), ready (model loaded).",
                          ISVC + ("phase",), "Pod", "kserve")
 
 REQUESTS = Family("gpulens_model_requests_total", "counter",
-                  "Inference requests by outcome (success|error), normalised across model servers.",
+                  "Inference requests by outcome (success|error, or unknown where the server does not tell), normalised across "
+                  "model servers; from the queue-proxy in serverless mode.",
                   MODEL + ("outcome",), "", "kserve")
 REQUEST_DURATION = Family("gpulens_model_request_duration_seconds", "histogram",
                           "End-to-end request duration inside the model server (server's own buckets where it has them).",
                           MODEL, "", "kserve")
 REQUEST_DURATION_SUM = Family("gpulens_model_request_duration_seconds_total", "counter",
-                              "Cumulative request time, for servers that export only sums (Triton, TorchServe).", MODEL, "", "kserve")
+                              "Cumulative time requests spent inside the server (all servers; Triton and TorchServe export only this).",
+                              MODEL, "", "kserve")
 QUEUE_DURATION_SUM = Family("gpulens_model_queue_duration_seconds_total", "counter",
                             "Cumulative time requests waited in the server's queue.", MODEL, "", "kserve")
 COMPUTE_DURATION_SUM = Family("gpulens_model_compute_duration_seconds_total", "counter",
@@ -65,7 +68,8 @@ TTFT = Family("gpulens_model_time_to_first_token_seconds", "histogram",
               "LLM time to first token (vLLM vllm:time_to_first_token_seconds).", MODEL, "", "kserve")
 ITL = Family("gpulens_model_inter_token_latency_seconds", "histogram",
              "LLM time between output tokens (vLLM vllm:inter_token_latency_seconds).", MODEL, "", "kserve")
-KV_CACHE = Family("gpulens_model_kv_cache_usage_ratio", "gauge", "LLM KV-cache blocks in use, 0..1 (vLLM vllm:kv_cache_usage_perc).",
+KV_CACHE = Family("gpulens_model_kv_cache_usage_ratio", "gauge",
+                  "LLM KV-cache blocks in use, 0..1, the fullest pod's (vLLM vllm:kv_cache_usage_perc).",
                   MODEL, "", "kserve")
 MODEL_READY = Family("gpulens_model_ready", "gauge",
                      "1 if the model answers ready on its v2 (/v2/models/{m}/ready) or v1 (/v1/models/{m}) endpoint.",
@@ -76,6 +80,9 @@ KUBE_UP = Family("gpulens_kserve_kubernetes_up", "gauge", "1 if the last list/wa
 KUBE_LAST_SUCCESS = Family("gpulens_kserve_kubernetes_last_success_timestamp_seconds", "gauge",
                            "When the Kubernetes API last answered a list or watch event (stale data shows here).",
                            ("resource",), "", "kserve")
+KUBE_RELISTS = Family("gpulens_kserve_kubernetes_relists_total", "counter",
+                      "Full lists of the Kubernetes API, by reason: initial, resync (interval), expired (410 Gone), "
+                      "silent (a watch that stopped delivering), error.", ("resource", "reason"), "", "kserve")
 SCRAPE_UP = Family("gpulens_kserve_scrape_up", "gauge", "1 if the last scrape of the model server's /metrics succeeded.",
                    ISVC + ("endpoint",), "", "kserve")
 SCRAPE_ERRORS = Family("gpulens_kserve_scrape_errors_total", "counter",

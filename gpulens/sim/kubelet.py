@@ -108,23 +108,20 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
             os.unlink(self.socket_path)
 
 
-def demo_pods(uuids: Sequence[str], mig_uuids: Sequence[str] = ()) -> list[PodSpec]:
-    """KServe-looking pods for demos: one predictor per whole GPU, one small model per MIG slice."""
-    pods = [
-        PodSpec(
-            "models",
-            f"llama-predictor-00001-deployment-7d9f{i:02x}c6b-{i:05x}",
-            [("kserve-container", "nvidia.com/gpu", [uuid]), ("queue-proxy", "", [])],
-        )
-        for i, uuid in enumerate(uuids)
-    ]
-    pods += [
-        PodSpec(
-            "models-small",
-            f"bert-predictor-00003-deployment-5c8a{i:02x}f4d-{i:05x}",
-            [("kserve-container", "nvidia.com/mig-1g.10gb", [uuid]), ("queue-proxy", "", [])],
-        )
-        for i, uuid in enumerate(mig_uuids)
-    ]
+def demo_pods(devices: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> list[PodSpec]:
+    """KServe-looking pods for demos: one predictor per whole GPU, one small model per MIG slice.
+
+    devices: (GPU uuid, [(MIG uuid, profile), …]) as SimulatedNVML.devices() lists them. A GPU in MIG
+    mode is never also handed out whole, and a slice's resource names its profile
+    (`nvidia.com/mig-1g.5gb`), as the device plugin's mixed strategy does.
+    """
+    pods = []
+    for i, (uuid, slices) in enumerate(devices):
+        if not slices:
+            pods.append(PodSpec("models", f"llama-predictor-00001-deployment-7d9f{i:02x}c6b-{i:05x}",
+                                [("kserve-container", "nvidia.com/gpu", [uuid]), ("queue-proxy", "", [])]))
+        for j, (mig_uuid, profile) in enumerate(slices):
+            pods.append(PodSpec("models-small", f"bert-predictor-00003-deployment-5c8a{i:02x}f4d-{i:03x}{j:02x}",
+                                [("kserve-container", f"nvidia.com/mig-{profile}", [mig_uuid]), ("queue-proxy", "", [])]))
     pods.append(PodSpec("kube-system", "coredns-5d78c9869d-x2x7q"))  # no GPU: must not be attributed
     return pods

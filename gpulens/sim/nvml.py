@@ -42,6 +42,7 @@ _PCIE_TX_SHARE = 0.4  # inference moves more data host->GPU (RX) than back
 _NVLINK_RX_SHARE = 0.95
 _MEMORY_TEMP_OFFSET_C = 6
 _SAMPLING_PERIOD_US = 167_000
+_EPOCH_US = 1_750_000_000_000_000  # process-utilization timestamps look like NVML's (µs since the epoch)
 _MIB = 1 << 20
 _BUS_IDS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)  # an HGX board's 8 GPUs; 8 per PCI domain
 _GPM_PERCENT_PER_LOAD = {  # percent at full load
@@ -81,23 +82,18 @@ def _fail(code: int) -> pynvml.NVMLError:
 
 @dataclass(frozen=True, slots=True)
 class SimHandle:
-    """An opaque device handle: a whole GPU (gi None) or one of its MIG devices (gi = GPU instance id)."""
+    """What a device handle points at: a whole GPU (gi None) or one of its MIG devices (gi = GPU instance id).
+
+    NVML functions hand out real `pynvml.c_nvmlDevice_t` pointers (as real pynvml does, so callers take
+    the same `ctypes` paths); the sim maps their addresses back to a SimHandle. A SimHandle passed
+    directly is accepted too (tests).
+    """
 
     gpu: int
     gi: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EventData:
-    """nvmlEventSetWait_v2's result; a dataclass because `.device` must be a SimHandle, not a C pointer.
-
-    Field names equal pynvml.c_nvmlEventData_t._fields_."""
-
-    device: SimHandle
-    eventType: int
-    eventData: int
-    gpuInstanceId: int
-    computeInstanceId: int
+EventData = pynvml.c_nvmlEventData_t  # nvmlEventSetWait_v2's result: the real struct, `.device` a real pointer
 
 
 class _Curve:
@@ -171,7 +167,8 @@ class _Instance:
         self.profile: MigProfile = slot.profile
         self.uuid = _uuid("MIG", f"{seed}:{gpu}:{self.gi}")
         self.curve = _Curve(random.Random(f"{seed}:{gpu}:{self.gi}"))
-        self.handle = SimHandle(gpu, self.gi)
+        self.handle: object = SimHandle(gpu, self.gi)  # replaced by a ctypes pointer when attached
+        self.pid = 30000 + 100 * gpu + self.gi  # one inference process per MIG instance by default
 
 
 class _Gpu:
@@ -195,7 +192,11 @@ class _Gpu:
         self.pcie_replays = 0
         self.nvlink_errors: collections.Counter[tuple[int, int]] = collections.Counter()
         self.throttle = 0
-        self.processes: list[tuple[int, int, int]] = []  # pid, used bytes, gpu instance id
+        self.processes: list[tuple[int, int, int]] = []  # pid, used bytes, gpu instance id (set_processes)
+        self.process_kinds: dict[int, str] = {}  # pid -> compute|graphics|mps for set_processes' pids
+        # Default workload when set_processes was not called: (pid, share of the GPU's load and memory).
+        self.default_processes = [(20000 + 100 * index + 1, 0.7), (20000 + 100 * index + 2, 0.3)] if index % 2 else \
+            [(20000 + 100 * index + 1, 1.0)]
         self.pcie_link: tuple[int, int] | None = None
         self.instances: dict[int, _Instance] = {}  # by GPU instance id, in MIG device-index order
 
@@ -205,8 +206,8 @@ class _EventSet:
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.queue: collections.deque[EventData] = collections.deque()
-        self.registered: dict[int, tuple[int, SimHandle]] = {}  # gpu -> (event mask, handle)
+        self.queue: collections.deque[pynvml.c_nvmlEventData_t] = collections.deque()
+        self.registered: dict[int, tuple[int, object]] = {}  # gpu -> (event mask, handle pointer)
         self.freed = False
 
 
@@ -240,7 +241,12 @@ def _api(scope: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
                 raise _fail(pynvml.NVML_ERROR_UNINITIALIZED)
             gpu = None
             if scope == "device":
-                gpu = self._check_handle(args[0] if args else kwargs[first], mig_ok)
+                resolved = self._check_handle(args[0] if args else kwargs[first], mig_ok)
+                gpu = resolved.gpu
+                if args:
+                    args = (resolved, *args[1:])  # type: ignore[assignment]
+                else:
+                    kwargs[first] = resolved
             elif scope == "index":
                 gpu = self._check_index(args[0] if args else kwargs[first])
             delay = self._latency.get(name)
@@ -278,6 +284,8 @@ class SimulatedNVML:
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
         latency: dict[str, float] | None = None,
+        privileged: bool = False,
+        pcie_counter_bits: int = 40,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown GPU model {model!r}; models: {', '.join(sorted(MODELS))}")
@@ -289,7 +297,13 @@ class SimulatedNVML:
         self._clock = clock
         self._t0 = clock()
         self._gpus = [_Gpu(i, seed) for i in range(count)]
-        self._handles = [SimHandle(i) for i in range(count)]
+        # Device handles are real c_nvmlDevice_t pointers; their addresses map back to what they name.
+        self._by_address: dict[int, SimHandle] = {}
+        self._buffers: list[ctypes.Array[ctypes.c_char]] = []
+        self._handles = [self._pointer(SimHandle(i)) for i in range(count)]
+        self.privileged = privileged  # process queries on a MIG-enabled GPU need root, as on real drivers
+        self._pcie_wrap = 1 << pcie_counter_bits  # NVML's PCIe byte counters wrap; exporters must cope
+        self._library_mismatch = False
         self._inits = 0
         self._lost: set[int] = set()
         self._errors: dict[tuple[str, int | None], int] = {}
@@ -584,18 +598,49 @@ class SimulatedNVML:
 
     @_api("device")
     def nvmlDeviceGetComputeRunningProcesses(self, handle: SimHandle) -> list[pynvml.nvmlFriendlyObject]:
-        """What set_processes configured (empty by default); a MIG handle sees its instance's only."""
-        out = []
-        for pid, used, gi in self._gpus[handle.gpu].processes:
-            if handle.gi is None or handle.gi == gi:
-                info = pynvml.c_nvmlProcessInfo_t(
-                    pid=pid,
-                    usedGpuMemory=used,
-                    gpuInstanceId=gi,
-                    computeInstanceId=NO_INSTANCE if gi == NO_INSTANCE else 0,
-                )
-                out.append(pynvml.nvmlStructToFriendlyObject(info))
-        return out
+        """Compute processes: a default inference workload per GPU (one per MIG instance), or set_processes'.
+
+        On a MIG-enabled GPU the parent handle answers NoPermission unless privileged (as for a
+        non-root caller on real drivers); a MIG handle sees its instance's processes. Raises
+        pynvml.NVMLLibraryMismatchError (not an NVMLError) while set_library_mismatch(True), like the
+        unversioned pynvml wrapper over an older libnvidia-ml.
+        """
+        return self._process_infos(handle, "compute")
+
+    @_api("device")
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: SimHandle) -> list[pynvml.nvmlFriendlyObject]:
+        """Graphics processes: only what set_processes(kind="graphics") configured (inference has none)."""
+        return self._process_infos(handle, "graphics")
+
+    @_api("device")
+    def nvmlDeviceGetMPSComputeRunningProcesses(self, handle: SimHandle) -> list[pynvml.nvmlFriendlyObject]:
+        """MPS clients: only what set_processes(kind="mps") configured."""
+        return self._process_infos(handle, "mps")
+
+    @_api("device")
+    def nvmlDeviceGetProcessUtilization(self, handle: SimHandle, timeStamp: int) -> list[pynvml.c_nvmlProcessUtilizationSample_t]:
+        """Per-process SM/memory utilization (%) of the latest sample newer than timeStamp (µs).
+
+        smUtil over processes sums to nvmlDeviceGetUtilizationRates().gpu at the same instant (memUtil
+        to .memory). NotFound when no sample is newer than timeStamp; NotSupported under MIG, as real
+        drivers answer.
+        """
+        gpu, t = self._gpus[handle.gpu], self._now()
+        if gpu.instances or handle.gi is not None:
+            raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        stamp = int(t / (_SAMPLING_PERIOD_US / 1e6)) * _SAMPLING_PERIOD_US + _EPOCH_US
+        procs = self._processes(gpu, None)
+        if stamp <= timeStamp or not procs:
+            raise _fail(pynvml.NVML_ERROR_NOT_FOUND)
+        load = gpu.curve.at(t)
+        weights = [share for _, _, _, share, _ in procs]
+        sm = _split(round(load * 100), weights)
+        mem = _split(round(load * 55), weights)
+        samples = []
+        for (pid, *_), sm_util, mem_util in zip(procs, sm, mem, strict=True):
+            samples.append(pynvml.c_nvmlProcessUtilizationSample_t(pid=pid, timeStamp=stamp, smUtil=sm_util, memUtil=mem_util,
+                                                                   encUtil=0, decUtil=0))
+        return samples
 
     # ---- NVML: MIG -----------------------------------------------------------------------------
 
@@ -741,11 +786,11 @@ class SimulatedNVML:
         if eventTypes & ~self._supported_events():
             raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
         with event_set.cond:
-            mask = event_set.registered.get(handle.gpu, (0, handle))[0]
-            event_set.registered[handle.gpu] = (mask | eventTypes, handle)
+            mask = event_set.registered.get(handle.gpu, (0, None))[0]
+            event_set.registered[handle.gpu] = (mask | eventTypes, self._handles[handle.gpu])
 
     @_api("system")
-    def nvmlEventSetWait_v2(self, eventSet: _EventSet, timeoutms: int) -> EventData:
+    def nvmlEventSetWait_v2(self, eventSet: _EventSet, timeoutms: int) -> pynvml.c_nvmlEventData_t:
         """Oldest queued event; Timeout after timeoutms of real time, GpuIsLost once the queue is
         drained while a registered GPU is lost."""
         event_set = self._event_set(eventSet)
@@ -793,6 +838,10 @@ class SimulatedNVML:
             ):
                 setattr(module, name, _not_simulated(name))
         return module
+
+    def devices(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """(GPU uuid, [(MIG uuid, profile), …]) per GPU, for demo pods (no NVML call, no init needed)."""
+        return [(gpu.uuid, [(i.uuid, i.profile.name) for i in gpu.instances.values()]) for gpu in self._gpus]
 
     # ---- fault injection and scenario control --------------------------------------------------
 
@@ -855,7 +904,11 @@ class SimulatedNVML:
             with event_set.cond:
                 mask, handle = event_set.registered.get(gpu, (0, self._handles[gpu]))
                 if mask & event_type:
-                    event_set.queue.append(EventData(handle, event_type, data, gpu_instance_id, compute_instance_id))
+                    event = pynvml.c_nvmlEventData_t()
+                    event.device = handle  # type: ignore[assignment]
+                    event.eventType, event.eventData = event_type, data
+                    event.gpuInstanceId, event.computeInstanceId = gpu_instance_id, compute_instance_id
+                    event_set.queue.append(event)
                     event_set.cond.notify()
 
     def inject_xid(self, gpu: int, xid: int, gpu_instance_id: int = NO_INSTANCE, compute_instance_id: int = NO_INSTANCE) -> None:
@@ -907,12 +960,26 @@ class SimulatedNVML:
         for instance in state.instances.values():
             instance.curve.set_pin(t, ratio)
 
-    def set_processes(self, gpu: int, processes: Sequence[tuple[int, ...]]) -> None:
-        """Set the compute processes: (pid, used_bytes) or (pid, used_bytes, gpu_instance_id).
+    def set_processes(self, gpu: int, processes: Sequence[tuple[int, ...]], kind: str = "compute") -> None:
+        """Set the processes: (pid, used_bytes) or (pid, used_bytes, gpu_instance_id), replacing the default workload.
 
-        While set, memory used is their sum (per instance on MIG) instead of following load."""
+        kind: compute, graphics or mps (which nvmlDevice*RunningProcesses lists them). While set, memory
+        used is their sum (per instance on MIG) instead of following load; utilization is split by memory."""
+        if kind not in ("compute", "graphics", "mps"):
+            raise ValueError(f"process kind must be compute, graphics or mps, got {kind!r}")
         state = self._gpu(gpu)
         state.processes = [(p[0], p[1], p[2] if len(p) > 2 else NO_INSTANCE) for p in processes]
+        state.process_kinds = {p[0]: kind for p in processes}
+
+    def set_library_mismatch(self, on: bool) -> None:
+        """Make the unversioned process queries raise pynvml.NVMLLibraryMismatchError (older libnvidia-ml)."""
+        self._library_mismatch = on
+
+    def unhang(self, function_name: str, gpu: int | None = None) -> None:
+        """End a hang(): blocked calls return and later ones run normally."""
+        event = self._hangs.pop((function_name, gpu), None)
+        if event is not None:
+            event.set()
 
     def set_pcie_link(self, gpu: int, gen: int, width: int) -> None:
         """Report a downgraded (or restored) current PCIe link; max gen/width stay the model's."""
@@ -941,8 +1008,23 @@ class SimulatedNVML:
         if gpu is not None:
             self._gpu(gpu)
 
-    def _check_handle(self, handle: object, mig_ok: bool) -> int:
-        if type(handle) is not SimHandle or not 0 <= handle.gpu < len(self._gpus):
+    def _pointer(self, handle: SimHandle) -> object:
+        """A new c_nvmlDevice_t pointer naming `handle` (kept alive by the sim)."""
+        buffer = ctypes.create_string_buffer(8)
+        self._buffers.append(buffer)
+        self._by_address[ctypes.addressof(buffer)] = handle
+        return ctypes.cast(buffer, pynvml.c_nvmlDevice_t)
+
+    def _resolve(self, handle: object) -> SimHandle | None:
+        if type(handle) is SimHandle:
+            return handle
+        if isinstance(handle, ctypes._Pointer):
+            return self._by_address.get(ctypes.cast(handle, ctypes.c_void_p).value or 0)
+        return None
+
+    def _check_handle(self, pointer: object, mig_ok: bool) -> SimHandle:
+        handle = self._resolve(pointer)
+        if handle is None or not 0 <= handle.gpu < len(self._gpus):
             raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         if handle.gpu in self._lost:
             raise _fail(pynvml.NVML_ERROR_GPU_IS_LOST)
@@ -951,7 +1033,7 @@ class SimulatedNVML:
                 raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
             if handle.gi not in self._gpus[handle.gpu].instances:
                 raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        return handle.gpu
+        return handle
 
     def _check_index(self, index: object) -> int:
         if not isinstance(index, int) or not 0 <= index < len(self._gpus):
@@ -976,6 +1058,8 @@ class SimulatedNVML:
 
     def _apply_layout(self, gpu: _Gpu, slots: tuple[MigSlot, ...]) -> None:
         instances = {slot.gpu_instance_id: _Instance(gpu.index, self._seed, slot) for slot in slots}
+        for instance in instances.values():
+            instance.handle = self._pointer(SimHandle(gpu.index, instance.gi))
         pin = gpu.curve.pin
         if pin is not None:
             t = self._now()
@@ -996,6 +1080,46 @@ class SimulatedNVML:
         capacity = m.memory_bytes - m.reserved_bytes
         return m.memory_bytes, m.reserved_bytes, _used(capacity, gpu.curve.at(t), gpu.processes, None)
 
+    def _processes(self, gpu: _Gpu, gi: int | None) -> list[tuple[int, int, int, float, str]]:
+        """(pid, used bytes, gpu instance id, share of the scope's load, kind) visible on a GPU or MIG handle."""
+        t = self._now()
+        if gpu.processes:
+            mine = [(pid, used, owner) for pid, used, owner in gpu.processes if gi is None or owner == gi]
+            total = sum(used for _, used, _ in mine) or 1
+            return [(pid, used, owner, used / total, gpu.process_kinds.get(pid, "compute")) for pid, used, owner in mine]
+        if gpu.instances:
+            out = []
+            for instance in gpu.instances.values():
+                if gi is None or instance.gi == gi:
+                    used = _used(instance.profile.memory_bytes, instance.curve.at(t), [], instance.gi)
+                    out.append((instance.pid, used, instance.gi, 1.0, "compute"))
+            return out
+        if gpu.curve.at(t) < _IDLE_BELOW:
+            return []  # an idle GPU runs nothing
+        used = self._memory(self._handle_of(gpu.index))[2]
+        shares = [share for _, share in gpu.default_processes]
+        sizes = _split(used // _MIB, shares)
+        return [(pid, size * _MIB, NO_INSTANCE, share, "compute")
+                for (pid, share), size in zip(gpu.default_processes, sizes, strict=True)]
+
+    def _handle_of(self, gpu: int) -> SimHandle:
+        return SimHandle(gpu)
+
+    def _process_infos(self, handle: SimHandle, kind: str) -> list[pynvml.nvmlFriendlyObject]:
+        if self._library_mismatch:
+            raise pynvml.NVMLLibraryMismatchError("Unversioned function called and the pyNVML version does not match the NVML lib version")
+        gpu = self._gpus[handle.gpu]
+        if gpu.instances and handle.gi is None and not self.privileged:
+            raise _fail(pynvml.NVML_ERROR_NO_PERMISSION)
+        out = []
+        for pid, used, gi, _, proc_kind in self._processes(gpu, handle.gi):
+            if proc_kind != kind:
+                continue
+            info = pynvml.c_nvmlProcessInfo_t(pid=pid, usedGpuMemory=used, gpuInstanceId=gi,
+                                              computeInstanceId=NO_INSTANCE if gi == NO_INSTANCE else 0)
+            out.append(pynvml.nvmlStructToFriendlyObject(info))
+        return out
+
     def _temperature(self, gpu: _Gpu, load: float) -> int:
         m = self.model
         return m.temp_idle_c + gpu.temp_offset_c + round((m.temp_load_c - m.temp_idle_c) * load)
@@ -1013,7 +1137,7 @@ class SimulatedNVML:
         if field_id in (pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES):
             share = _PCIE_TX_SHARE if field_id == pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES else 1.0
             count = gpu.pcie_base_bytes + _IDLE_PCIE_BYTES_PER_S * t + m.pcie_peak_bytes_per_s * share * integral
-            return pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(count)
+            return pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(count) % self._pcie_wrap
         if field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP and m.memory_temperature:
             celsius = self._temperature(gpu, gpu.curve.at(t)) + _MEMORY_TEMP_OFFSET_C
             return pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, celsius
@@ -1073,6 +1197,18 @@ def _used(capacity: int, load: float, processes: list[tuple[int, int, int]], gi:
     if mine:
         return min(capacity, sum(mine))
     return int(capacity * (0.02 + 0.8 * load)) // _MIB * _MIB
+
+
+def _split(total: int, weights: Sequence[float]) -> list[int]:
+    """`total` split by `weights` into integers that sum to exactly `total` (largest remainder)."""
+    if not weights:
+        return []
+    norm = sum(weights) or 1.0
+    exact = [total * w / norm for w in weights]
+    parts = [int(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: parts[i] - exact[i])[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
 
 
 def _not_simulated(name: str) -> Callable[..., object]:

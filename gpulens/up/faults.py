@@ -11,19 +11,23 @@ import re
 import urllib.error
 import urllib.request
 
-SHORT = {  # short name → the exporter's fault syntax
+SHORT = {  # short name → the exporter's fault syntax (gpulens/sim/faults.py)
     "lost": "lost:gpu2",
     "thermal": "throttle:thermal@gpu1",
     "power": "throttle:power@gpu1",
-    "ecc": "ecc:uncorrected@gpu0",
+    "ecc": "ecc-dbe@gpu0",
+    "pcie": "pcie-downgrade@gpu0",
+    "remap": "remap-failure@gpu0",
 }
 XID_GPU = 3
 
 
 def expand(option: str) -> list[str]:
-    """`--fault` text → the exporter's fault strings; ValueError names the allowed short names."""
+    """`--fault` text → the exporter's fault strings, each checked by its parser; ValueError says what is wrong."""
+    from gpulens.sim.faults import parse_fault
+
     out = []
-    for item in filter(None, (part.strip() for part in option.split(","))):
+    for item in filter(None, (part.strip() for part in re.split(r"[,;]", option))):
         if ":" in item:  # already the exporter's syntax
             out.append(item)
         elif m := re.fullmatch(r"xid(\d+)", item):
@@ -33,6 +37,7 @@ def expand(option: str) -> list[str]:
         else:
             allowed = ", ".join(["xid<N> (e.g. xid79)", *SHORT, "or the exporter's syntax, e.g. xid:79@gpu3"])
             raise ValueError(f"unknown fault {item!r} (allowed: {allowed})")
+        parse_fault(out[-1], gpus=1 << 16)  # FaultError (a ValueError) names the problem and the grammar
     return out
 
 

@@ -18,7 +18,7 @@ from tests.exporters.test_gpu_exporter import Clock
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "gpu_exporter_h100.prom"
 # Lines that legitimately differ between machines and runs: interpreter version, timings.
-VOLATILE = re.compile(r"^(gpulens_build_info|gpulens_gpu_sample_duration_seconds|gpulens_gpu_sample_age_seconds)")
+VOLATILE = re.compile(r"^(gpulens_build_info|gpulens_gpu_sample_duration_seconds|gpulens_gpu_sample_age_seconds|gpulens_collector_duration_seconds|process_|# HELP process_|# TYPE process_)")
 
 
 def _render() -> str:

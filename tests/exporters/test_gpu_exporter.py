@@ -82,7 +82,7 @@ def clock() -> Clock:
 def test_h100_exports_every_supported_family(clock: Clock) -> None:
     nv = SimulatedNVML(count=2, model="h100", clock=clock)
     nv.set_processes(0, [(4242, 2 * 1024**3)])
-    exporter = _exporter(nv, clock)
+    exporter = _exporter(nv, clock, replace(CFG, nvlink_per_link=True))
     _cycles(exporter, clock)
     samples = _families(exporter)
     # H100 is passively cooled and retires rows instead of pages: those two are absent, never 0.
@@ -190,7 +190,7 @@ def test_hung_nvml_call_stalls_only_the_sampler() -> None:
     release = threading.Event()
     exporter.start()
     try:
-        assert exporter.ready() == (True, "ok")
+        _wait(lambda: exporter.ready() == (True, "ok"))
         nv.hang("nvmlDeviceGetPowerUsage", release)
         time.sleep(0.5)
         started = time.monotonic()
@@ -202,11 +202,69 @@ def test_hung_nvml_call_stalls_only_the_sampler() -> None:
         ready, reason = exporter.ready()
         assert not ready and "stalled" in reason
         release.set()
-        time.sleep(0.3)
-        assert exporter.ready() == (True, "ok")
+        _wait(lambda: exporter.ready() == (True, "ok"))
     finally:
         release.set()
         exporter.stop()
+
+
+def _wait(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_hang_before_the_first_sample_is_visible(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100")
+    release = threading.Event()
+    nv.hang("nvmlInit", release)
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05, xid_events=True), nv, "simulated", clock=clock)
+    exporter.start()
+    try:
+        clock.tick(30)
+        s = _families(exporter)
+        assert _value(s, c.NVML_UP.name) == 0.0  # present from the first scrape
+        assert _value(s, c.SAMPLE_AGE.name) >= 30  # counted from start, not a fresh 0
+        ready, reason = exporter.ready()
+        assert not ready and "no sample yet" in reason
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_xids_are_published_while_nvml_hangs() -> None:
+    nv = SimulatedNVML(count=2, model="h100")
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05, xid_events=True), nv, "simulated")
+    release = threading.Event()
+    exporter.start()
+    try:
+        _wait(lambda: exporter.ready() == (True, "ok") and exporter.events is not None and exporter.events.up)
+        nv.hang("nvmlDeviceGetPowerUsage", release)
+        time.sleep(0.2)
+        nv.inject_xid(1, 79)
+        _wait(lambda: any(x.value == 1 for x in _families(exporter).get(c.XID_ERRORS.name, [])))
+        assert not exporter.ready()[0]  # the sampler is still stuck: the XID is what explains it
+    finally:
+        release.set()
+        exporter.stop()
+
+
+def test_render_failure_is_not_served_as_fresh(clock: Clock) -> None:
+    class Broken(Pods):
+        def collect(self):
+            family = c.PODRES_UP.new()
+            family.add_metric(["unexpected-label-value"], 1.0)  # wrong label count: fails while rendering
+            return iter([family])
+
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    exporter = _exporter(nv, clock, pods=Broken())
+    _cycles(exporter, clock, 1)
+    s = _families(exporter)
+    assert _value(s, c.COLLECTOR_SUCCESS.name, collector="podresources") == 0.0
+    assert c.POWER.name in s and c.PODRES_UP.name not in s
+    ready, reason = exporter.ready()
+    assert not ready and "podresources" in reason
 
 
 def test_collector_failure_is_a_metric_not_an_outage(clock: Clock) -> None:
@@ -287,7 +345,7 @@ def test_promtool_dcgm_compat_only_flags_dcgm_label_style(clock: Clock, promtool
     _cycles(exporter, clock, 3)
     _, problems = _promtool_lint(promtool, exporter.render(False))
     assert problems, "expected promtool to notice DCGM's label style"
-    assert all(p.startswith("DCGM_FI_DEV_") for p in problems), problems
+    assert all(p.startswith("DCGM_FI_") for p in problems), problems
     assert any("snake_case" in p for p in problems)
 
 
@@ -398,3 +456,47 @@ def test_mig_layout_change_is_picked_up_next_cycle(clock: Clock) -> None:
     _cycles(exporter, clock, 2)
     profiles = sorted(x.labels["mig_profile"] for x in _families(exporter)[c.MIG_INFO.name])
     assert profiles == ["2g.20gb", "2g.20gb", "3g.40gb"]
+
+
+def test_nvlink_defaults_to_per_gpu_totals(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.nvmlInit()
+    nv.add_nvlink_errors(0, 3, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 2)
+    nv.add_nvlink_errors(0, 5, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 3)
+    exporter = _exporter(nv, clock)
+    _cycles(exporter, clock)
+    s = _families(exporter)
+    assert _value(s, c.NVLINK_LINKS.name, gpu="0") == 18 == _value(s, c.NVLINK_LINKS_UP.name, gpu="0")
+    assert _value(s, c.NVLINK_ERRORS.name, gpu="0", type="replay") == 5
+    assert c.NVLINK_UP.name not in s and c.NVLINK_LINK_TX.name not in s
+    per_link = _exporter(nv, clock, replace(CFG, nvlink_per_link=True))
+    _cycles(per_link, clock)
+    p = _families(per_link)
+    assert sum(x.value for x in p[c.NVLINK_LINK_TX.name]) == _value(p, c.NVLINK_TX.name, gpu="0")
+    assert _value(p, c.NVLINK_LINK_ERRORS.name, gpu="0", link="5", type="replay") == 3
+
+
+def test_dcgm_names_carry_nvml_integers_and_gpm_profiling(clock: Clock) -> None:
+    nv = SimulatedNVML(count=1, model="h100", clock=clock)
+    nv.nvmlInit()
+    nv.set_load(0, 0.07)
+    exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
+    _cycles(exporter, clock)
+    text = exporter.render(False).decode()
+    assert 'DCGM_FI_DEV_GPU_UTIL{' in text and "} 7.0\n" in text.split("DCGM_FI_DEV_GPU_UTIL{", 1)[1][:400]
+    assert "000000000" not in "".join(line for line in text.splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL"))
+    s = _families(exporter)
+    assert _value(s, c.DCGM_ENC_UTIL.name, gpu="0") == 0.0
+    assert 0 < _value(s, c.DCGM_PROF_TENSOR.name, gpu="0") < 1  # dashboard 12239's tensor panel has data
+    mig = SimulatedNVML(count=1, model="a100-40gb", mig="7x1g.5gb", clock=clock)
+    m = _families(_run_dcgm(mig, clock))
+    assert c.DCGM_GPU_UTIL.name not in m  # NVML has no utilization under MIG, and no GPM on A100: absent, as README says
+    hopper = SimulatedNVML(count=1, model="h100", mig="3g.40gb+2x2g.20gb", clock=clock)
+    h = _families(_run_dcgm(hopper, clock))
+    assert {x.labels["GPU_I_PROFILE"] for x in h[c.DCGM_PROF_GR_ENGINE.name]} == {"", "3g.40gb", "2g.20gb"}
+
+
+def _run_dcgm(nv: SimulatedNVML, clock: Clock) -> GpuExporter:
+    exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
+    _cycles(exporter, clock)
+    return exporter

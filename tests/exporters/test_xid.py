@@ -47,7 +47,7 @@ def test_burst_of_10000_xids_counted_exactly_without_stalling_sampling() -> None
     logging.getLogger("gpulens.gpu_exporter").setLevel(logging.CRITICAL)  # 10k alert lines are not the point here
     exporter.start()
     try:
-        _wait(lambda: exporter.events is not None and exporter.events.up)
+        _wait(lambda: exporter.events is not None and exporter.sampler.snapshot is not None and exporter.events.current)
         cycles_before = exporter.sampler.snapshot.duration_buckets[-1]
         for _ in range(10_000):
             nv.inject_xid(1, 79)
@@ -103,12 +103,12 @@ def test_lost_gpu_while_waiting_reregisters_after_recovery() -> None:
     exporter = GpuExporter(CFG, nv, "simulated")
     exporter.start()
     try:
-        _wait(lambda: exporter.events.up)
+        _wait(lambda: exporter.events.up and exporter.sampler.snapshot is not None)
         nv.lose_gpu(0)
         _wait(lambda: not exporter.sampler.snapshot.gpus[0].up)
         nv.restore_gpu(0)
         _wait(lambda: exporter.sampler.snapshot.gpus[0].up)
-        _wait(lambda: exporter.events.up)
+        _wait(lambda: exporter.events.registered == 2)  # re-registered once the sampler re-enumerated
         nv.inject_xid(0, 62)
         nv.inject_xid(1, 62)
         _wait(lambda: _xid_count(exporter, "0", "62") == 1 and _xid_count(exporter, "1", "62") == 1)

@@ -122,6 +122,7 @@ def test_returned_structs_are_the_real_ones(nv: SimulatedNVML) -> None:
 def test_returned_objects_expose_real_fields(nv: SimulatedNVML) -> None:
     h = nv.nvmlDeviceGetHandleByIndex(0)
     nv.set_processes(0, [(4242, 1 << 30, 1)])
+    nv.privileged = True  # process queries on a MIG-enabled parent need root
     es = nv.nvmlEventSetCreate()
     nv.nvmlDeviceRegisterEvents(h, pynvml.nvmlEventTypeXidCriticalError, es)
     nv.inject_xid(0, 79)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import threading
 import time
 
@@ -292,8 +294,9 @@ def test_xid_reaches_registered_sets_only_and_wait_times_out(clock: FakeClock) -
     nv.nvmlDeviceRegisterEvents(h1, pynvml.nvmlEventTypeXidCriticalError, other_gpu)
     nv.inject_xid(0, 94, gpu_instance_id=1, compute_instance_id=0)
     event = nv.nvmlEventSetWait_v2(xids, 1000)
-    assert (event.device, event.eventType, event.eventData, event.gpuInstanceId, event.computeInstanceId) == (
-        h0,
+    assert isinstance(event, pynvml.c_nvmlEventData_t)
+    assert ctypes.cast(event.device, ctypes.c_void_p).value == ctypes.cast(h0, ctypes.c_void_p).value
+    assert (event.eventType, event.eventData, event.gpuInstanceId, event.computeInstanceId) == (
         pynvml.nvmlEventTypeXidCriticalError,
         94,
         1,
@@ -530,7 +533,10 @@ def test_processes(clock: FakeClock) -> None:
     parent = nv.nvmlDeviceGetHandleByIndex(0)
     migs = [nv.nvmlDeviceGetMigDeviceHandleByIndex(parent, i) for i in range(2)]
     gis = [nv.nvmlDeviceGetGpuInstanceId(m) for m in migs]
-    assert nv.nvmlDeviceGetComputeRunningProcesses(parent) == []
+    with pytest.raises(pynvml.NVMLError_NoPermission):  # the parent of MIG instances needs root
+        nv.nvmlDeviceGetComputeRunningProcesses(parent)
+    nv.privileged = True
+    assert [p.gpuInstanceId for p in nv.nvmlDeviceGetComputeRunningProcesses(parent)] == gis  # one default per instance
     nv.set_processes(0, [(100, 5 << 30, gis[0]), (200, 7 << 30, gis[1]), (300, 1 << 30, gis[1])])
     assert [p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(parent)] == [100, 200, 300]
     only = nv.nvmlDeviceGetComputeRunningProcesses(migs[1])
@@ -573,3 +579,52 @@ def test_a_full_read_costs_microseconds(clock: FakeClock) -> None:
         nv.nvmlDeviceGetPcieReplayCounter(h)
     per_gpu = (time.process_time() - start) / 64
     assert per_gpu < 1e-3  # typically ~30 µs; generous for slow CI
+
+
+def test_default_processes_split_utilization_and_memory_exactly(clock: FakeClock) -> None:
+    nv = _sim(clock, count=4)
+    for index in range(4):
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        nv.set_load(index, 0.77)
+        procs = nv.nvmlDeviceGetComputeRunningProcesses(h)
+        assert len(procs) == (2 if index % 2 else 1)
+        assert sum(p.usedGpuMemory for p in procs) == nv.nvmlDeviceGetMemoryInfo(h, version=V2).used
+        samples = nv.nvmlDeviceGetProcessUtilization(h, 0)
+        rates = nv.nvmlDeviceGetUtilizationRates(h)
+        assert {s.pid for s in samples} == {p.pid for p in procs}
+        assert sum(s.smUtil for s in samples) == rates.gpu == 77
+        assert sum(s.memUtil for s in samples) == rates.memory
+        with pytest.raises(pynvml.NVMLError_NotFound):  # nothing newer than the last sample seen
+            nv.nvmlDeviceGetProcessUtilization(h, samples[0].timeStamp)
+        assert nv.nvmlDeviceGetGraphicsRunningProcesses(h) == []
+        assert nv.nvmlDeviceGetMPSComputeRunningProcesses(h) == []
+    nv.set_load(0, 0.0)
+    assert nv.nvmlDeviceGetComputeRunningProcesses(nv.nvmlDeviceGetHandleByIndex(0)) == []  # idle runs nothing
+    nv.set_processes(1, [(7, 1 << 30)], kind="mps")
+    h1 = nv.nvmlDeviceGetHandleByIndex(1)
+    assert [p.pid for p in nv.nvmlDeviceGetMPSComputeRunningProcesses(h1)] == [7]
+    assert nv.nvmlDeviceGetComputeRunningProcesses(h1) == []
+
+
+def test_handles_are_ctypes_pointers_and_mismatch_is_not_an_nvml_error(clock: FakeClock) -> None:
+    nv = _sim(clock, count=2, mig=None)
+    h = nv.nvmlDeviceGetHandleByIndex(1)
+    assert isinstance(h, pynvml.c_nvmlDevice_t)
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nv.nvmlDeviceGetPowerUsage(pynvml.c_nvmlDevice_t())  # a NULL pointer names no device
+    nv.set_library_mismatch(True)
+    with pytest.raises(pynvml.NVMLLibraryMismatchError) as err:
+        nv.nvmlDeviceGetComputeRunningProcesses(h)
+    assert not isinstance(err.value, pynvml.NVMLError)
+
+
+def test_pcie_byte_counters_wrap(clock: FakeClock) -> None:
+    nv = SimulatedNVML(count=1, clock=clock, pcie_counter_bits=33)
+    nv.nvmlInit()
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    nv.set_load(0, 1.0)
+    seen = []
+    for _ in range(10):
+        seen.append(nv.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES])[0].value.ullVal)
+        clock.advance(1.0)
+    assert all(v < 1 << 33 for v in seen) and any(b < a for a, b in zip(seen, seen[1:]))

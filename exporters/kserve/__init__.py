@@ -1,0 +1,1 @@
+"""`gpulens kserve-exporter`: InferenceService state from the Kubernetes API and normalised model-server stats."""
