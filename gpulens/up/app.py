@@ -339,8 +339,8 @@ class Stack:
                 for row in links.row_links(dashboard, prometheus):
                     lines.append(f"    {row.row or '(top)'}: {row.url}")
         if dashboards:
-            lines += ["", "With a Grafana: gpulens dashboards import --grafana-url http://localhost:3000 "
-                          "(API token in GRAFANA_TOKEN); or `docker compose up` for Grafana, Jaeger and Kibana ready-made"]
+            lines += ["", "With a Grafana: gpulens dashboards import --grafana-url http://localhost:3000 --token-file TOKEN_FILE",
+                      "  (a service-account token), or `docker compose up --build` for Grafana, Jaeger and Kibana ready-made"]
         lines += ["", "Watch it: gpulens top    Stop: Ctrl-C", ""]
         return lines
 
