@@ -224,8 +224,11 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
     prometheus = which(cfg.prometheus_bin)
     if prometheus:
         interval = cfg.scrape_interval_seconds
+        rules = rule_files()
+        if not rules:
+            p.notes.append("no alert rule files found (alerts/rules/*.yaml): Prometheus runs without rules, nothing pages")
         prom_config = _write_yaml(run_dir / "prometheus.yml", render_prometheus(
-            p.scrape, rule_files(), f"{HOST}:{cfg.alertmanager_port}", interval, socket.gethostname()))
+            p.scrape, rules, f"{HOST}:{cfg.alertmanager_port}", interval, socket.gethostname()))
         p.children.append(ChildSpec("prometheus", [
             prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={run_dir / 'prometheus-data'}",
             f"--web.listen-address={HOST}:{cfg.prometheus_port}", "--storage.tsdb.retention.time=2d",
