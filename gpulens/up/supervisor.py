@@ -8,7 +8,6 @@ Each child runs in its own session (process group), so stopping it also stops wh
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -28,12 +27,15 @@ STOP_GRACE_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
+# Resolved once here: the function below runs in the forked child before exec, where nothing that
+# may take a lock (imports, find_library's subprocess) is safe.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _pdeathsig() -> None:
     """In the child, before exec: get SIGTERM when the parent dies (Linux; elsewhere a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
