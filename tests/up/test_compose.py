@@ -226,3 +226,11 @@ def test_dashboard_provider_path_is_where_compose_mounts_the_dashboards() -> Non
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "gpulens.yaml").read_text())["providers"][0]
     mounts = _compose()["services"]["grafana"]["volumes"]
     assert f"./dashboards/json:{provider['options']['path']}:ro" in mounts
+
+
+def test_grafana_home_dashboard_is_one_we_ship() -> None:
+    grafana = _compose()["services"]["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "gpulens.yaml").read_text())["providers"][0]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (ROOT / "dashboards" / "json" / home.rsplit("/", 1)[1]).is_file()
