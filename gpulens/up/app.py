@@ -210,6 +210,15 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
     else:
         p.skipped.append("inference probe: not in this build of gpulens yet")
 
+    if "canary" in commands:
+        p.children.append(ChildSpec("canary", command_argv("canary", commands["canary"], {
+            **common, "port": cfg.canary_port, "interval_seconds": cfg.canary_interval_seconds}),
+            f"http://{HOST}:{cfg.canary_port}/healthz", url=f"http://{HOST}:{cfg.canary_port}/metrics"))
+        p.scrape["canary"] = f"{HOST}:{cfg.canary_port}"
+        p.ports["canary_port"] = cfg.canary_port
+    else:
+        p.skipped.append("GPU canary: not in this build of gpulens yet")
+
     alertmanager = which(cfg.alertmanager_bin) or which("alertmanager")
     if alertmanager:
         am_config = _write_yaml(run_dir / "alertmanager.yml", render_alertmanager(local_url, min(cfg.scrape_interval_seconds, 1.0)))

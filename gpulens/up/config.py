@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gpulens.config import opt
 
-PORTS = ("gpu_port", "kserve_port", "probe_port", "model_port", "prometheus_port", "alertmanager_port", "webhook_port")
+PORTS = ("gpu_port", "kserve_port", "probe_port", "canary_port", "model_port", "prometheus_port", "alertmanager_port", "webhook_port")
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class UpConfig:
     gpu_port: int = opt(9445, "GPU exporter port.", minimum=1, maximum=65535)
     kserve_port: int = opt(9446, "KServe exporter port.", minimum=1, maximum=65535)
     probe_port: int = opt(9447, "Inference probe port.", minimum=1, maximum=65535)
+    canary_port: int = opt(9448, "GPU canary port (torch matmul and copy; on the CPU when there is no GPU).",
+                           minimum=1, maximum=65535)
     model_port: int = opt(9450, "Demo KServe model server port (v1/v2 REST and /metrics).", minimum=1, maximum=65535)
     prometheus_port: int = opt(9090, "Prometheus port.", minimum=1, maximum=65535)
     alertmanager_port: int = opt(9093, "Alertmanager port.", minimum=1, maximum=65535)
@@ -30,6 +32,7 @@ class UpConfig:
     fault_after_seconds: float = opt(10.0, "Seconds after the stack is healthy to inject --fault.", minimum=0)
     scrape_interval_seconds: float = opt(5.0, "Prometheus scrape and rule evaluation interval.", minimum=0.5)
     exporter_interval_seconds: float = opt(1.0, "Sampling/probing interval of the gpulens components.", minimum=0.1)
+    canary_interval_seconds: float = opt(60.0, "Time between two GPU canary runs.", minimum=1)
     load_rps: float = opt(5.0, "Requests per second the load generator sends to the demo model (0: no load).", minimum=0)
     otlp_endpoint: str = opt("", "OTLP gRPC endpoint for probe spans (host:port); default: 127.0.0.1:4317 if something "
                                  "listens there, else spans stay in the probe.")

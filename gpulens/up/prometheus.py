@@ -15,6 +15,7 @@ JOBS = {  # component → Prometheus job name (the rules' and dashboards' `job` 
     "gpu-exporter": "gpulens-gpu-exporter",
     "kserve-exporter": "gpulens-kserve-exporter",
     "probe": "gpulens-probe",
+    "canary": "gpulens-canary",
     "modelserver": "kserve-modelserver",
 }
 

@@ -30,7 +30,7 @@ from gpulens.up.prometheus import JOBS
 from tests.prometheus_server import free_port
 from tests.tools import require_tool
 
-PORT_FLAGS = ("gpu-port", "kserve-port", "probe-port", "model-port", "prometheus-port", "alertmanager-port", "webhook-port")
+PORT_FLAGS = ("gpu-port", "kserve-port", "probe-port", "canary-port", "model-port", "prometheus-port", "alertmanager-port", "webhook-port")
 # The queries behind the first row of each main dashboard; every one must return data.
 MAIN_QUERIES = (
     g.GPU_UTIL.name, g.MEM_USED.name, g.POWER.name, g.TEMP.name, f"{g.CLOCK_EVENT.name} == 1",
@@ -46,7 +46,6 @@ EMPTY_ROWS = {
     ("gpu-node.json", "MIG"): "the demo GPUs are not MIG-partitioned",
     ("inference.json", "Health"): "InferenceService state comes from the Kubernetes API; gpulens up runs static mode",
     ("inference.json", "Rollout"): "revisions and traffic split come from the Kubernetes API",
-    ("probe-slo.json", "GPU canary"): "the GPU canary is not part of the local stack",
 }
 
 
@@ -84,7 +83,8 @@ def test_up_runs_the_suite_pages_on_a_fault_and_stops_clean(tmp_path: Path) -> N
     run_dir = tmp_path / "run"
     out = tmp_path / "up.out"
     argv = [sys.executable, "-m", "gpulens", "up", "--run-dir", str(run_dir), "--simulate", "4:h100",
-            "--scrape-interval-seconds", "1", "--exporter-interval-seconds", "0.5", "--load-rps", "20",
+            "--scrape-interval-seconds", "1", "--exporter-interval-seconds", "0.5", "--canary-interval-seconds", "5",
+            "--load-rps", "20",
             "--fault", "xid79", "--fault-after-seconds", "3"]
     for flag, port in ports.items():
         argv += [f"--{flag}", str(port)]
@@ -96,13 +96,13 @@ def test_up_runs_the_suite_pages_on_a_fault_and_stops_clean(tmp_path: Path) -> N
                        lambda: json.loads((run_dir / "stack.json").read_text()), 60, proc, out)
         assert state["skipped"] == [], state["skipped"]
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "prometheus", "alertmanager", "load"} \
+        assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "canary", "prometheus", "alertmanager", "load"} \
             <= set(state["pids"])
         prometheus = state["urls"]["prometheus"]
 
         # Every scrape target up, then data for the main dashboard queries.
         up = _until("every job up", lambda: {r["metric"]["job"] for r in _query(prometheus, "up == 1")}
-                    >= {JOBS[c] for c in ("gpu-exporter", "kserve-exporter", "probe", "modelserver")}, 30, proc, out)
+                    >= {JOBS[c] for c in ("gpu-exporter", "kserve-exporter", "probe", "canary", "modelserver")}, 30, proc, out)
         assert up
         for promql in MAIN_QUERIES:
             _until(f"data for {promql}", lambda promql=promql: _query(prometheus, promql), 30, proc, out)
