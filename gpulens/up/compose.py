@@ -25,6 +25,7 @@ TARGETS = {  # component → compose service:port
     "gpu-exporter": "gpu-exporter:9445",
     "kserve-exporter": "kserve-exporter:9446",
     "probe": "probe:9447",
+    "canary": "canary:9448",
 }
 SCRAPE_INTERVAL_SECONDS = 15.0
 

@@ -58,7 +58,7 @@ def test_the_schema_catches_a_typo() -> None:
 
 def test_compose_has_the_whole_suite() -> None:
     services = _compose()["services"]
-    assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "load", "pager", "prometheus", "alertmanager",
+    assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "canary", "load", "pager", "prometheus", "alertmanager",
             "grafana", "jaeger", "elasticsearch", "kibana", "elk-setup"} <= set(services)
     assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     assert {"127.0.0.1:4317:4317", "127.0.0.1:4318:4318"} <= set(services["jaeger"]["ports"])
