@@ -162,3 +162,12 @@ def test_sparkline_scales_between_min_and_max() -> None:
     assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
     assert sparkline([5, 5]) == "▁▁"
     assert sparkline([]) == ""
+
+
+def test_auto_falls_back_to_the_exporters_without_prometheus(exporters: dict[str, str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _top(exporters, "--prometheus-url", "http://127.0.0.1:9")
+    argv[argv.index("--source") + 1] = "auto"
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gpulens top  source=exporters") and "73%" in out
