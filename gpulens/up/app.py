@@ -126,6 +126,7 @@ class Plan:
     scrape: dict[str, str] = field(default_factory=dict)  # component → host:port for Prometheus
     ports: dict[str, int] = field(default_factory=dict)  # config field → port, for the port check
     notes: list[str] = field(default_factory=list)  # what the user should know (printed with the URLs)
+    span_ring: bool = False  # the probe sends its spans to this process (no OTLP collector)
 
 
 def _write_yaml(path: Path, data: Any) -> Path:
@@ -196,6 +197,7 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
         targets = _write_yaml(run_dir / "probe-targets.yaml", probe_targets(model_url, models))
         otlp = cfg.otlp_endpoint or (f"{OTLP_DEFAULT[0]}:{OTLP_DEFAULT[1]}" if otlp_reachable() else "")
         # No collector: spans go to the ring on this process's local endpoint (OTLP/HTTP), for `gpulens top`.
+        p.span_ring = not otlp
         span_flags = {"otlp_endpoint": otlp, "otlp_protocol": "http" if otlp.startswith("http") else "grpc"} if otlp else \
             {"otlp_endpoint": local_url + "v1/traces", "otlp_protocol": "http"}
         p.children.append(ChildSpec("probe", command_argv("probe", commands["probe"], {
@@ -358,7 +360,8 @@ class Stack:
 
     def write_state(self) -> None:
         state = {"urls": self.urls(), "pids": {n: c.proc.pid for n, c in self.supervisor.children.items() if c.proc},
-                 "run_dir": str(self.run_dir), "skipped": self.plan.skipped}
+                 "run_dir": str(self.run_dir), "skipped": self.plan.skipped, "notes": self.plan.notes,
+                 "span_ring": self.plan.span_ring}
         (self.run_dir / "stack.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
 
     def inject_faults(self) -> None:

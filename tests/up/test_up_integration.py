@@ -128,11 +128,16 @@ def test_up_runs_the_suite_pages_on_a_fault_and_stops_clean(tmp_path: Path) -> N
         assert f"PAGE FIRING [critical] {XID_ALERT}" in text
 
         # gpulens top, one plain frame from this Prometheus: the GPUs, the services and the firing alert.
-        top = subprocess.run([sys.executable, "-m", "gpulens", "top", "--once", "--prometheus-url", prometheus],
-                             capture_output=True, text=True, timeout=30)
+        if state["span_ring"]:  # no OTLP collector on this machine: the probe's spans are in up's ring
+            _until("probe spans in the ring", lambda: _get(webhook + "spans"), 30, proc, out)
+        top = subprocess.run([sys.executable, "-m", "gpulens", "top", "--once", "--prometheus-url", prometheus,
+                              "--spans-url", webhook + "spans"], capture_output=True, text=True, timeout=30)
         assert top.returncode == 0, top.stdout + top.stderr
         assert "GPUs (4)" in top.stdout and "SIMULATED GPUs" in top.stdout
         assert f"firing  critical  {XID_ALERT}" in top.stdout
+        assert re.search(r"^classifier-v2 +classifier +v2 +ok ", top.stdout, re.M), top.stdout  # the probe's row
+        if state["span_ring"]:
+            assert re.search(r"^\d\d:\d\d:\d\d +classifier-v[12] +[\d.]+ m?s +ok +[0-9a-f]{32}$", top.stdout, re.M), top.stdout
         rows = {line.split()[0]: line for line in top.stdout.splitlines() if re.match(r"^\d+\s+H100", line)}
         assert set(rows) == {r["metric"]["gpu"] for r in _query(prometheus, g.TEMP.name)}  # one row per GPU Prometheus has
         assert all(re.search(r"\d+% .* GiB +\d+ W / \d+ W +\d+ C", line) for line in rows.values()), rows
