@@ -207,7 +207,8 @@ def test_grafana_rules_file_mounted_into_provisioning_is_alerting_shaped() -> No
     for group in doc["groups"]:
         for rule in group["rules"]:
             for query in rule["data"]:
-                assert query["datasourceUid"] in uids | {"__expr__"}, (rule["title"], query["datasourceUid"])
+                # "__expr__" (and its legacy alias "-100", which grafanalib writes) is Grafana's expression engine
+                assert query["datasourceUid"] in uids | {"__expr__", "-100"}, (rule["title"], query["datasourceUid"])
 
 
 def test_datasources_link_exemplars_traces_and_logs() -> None:
