@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from gpulens.up.app import kserve_targets, probe_targets
+from gpulens.up.plan import kserve_targets, probe_targets
 from gpulens.up.prometheus import render_alertmanager, render_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent.parent

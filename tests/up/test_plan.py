@@ -10,45 +10,45 @@ import pytest
 import yaml
 
 from gpulens.exporters.gpu.config import GpuExporterConfig
-from gpulens.up import app
+from gpulens.up import app, plan
 from gpulens.up.config import UpConfig
 from gpulens.up.prometheus import JOBS, render_alertmanager, render_prometheus
 from tests.tools import require_tool
 
 
 def test_command_argv_passes_only_the_flags_the_command_has() -> None:
-    argv = app.command_argv("gpu-exporter", GpuExporterConfig, {"port": 1234, "simulate_kubelet": True, "no_such": 1})
+    argv = plan.command_argv("gpu-exporter", GpuExporterConfig, {"port": 1234, "simulate_kubelet": True, "no_such": 1})
     assert argv[1:] == ["-m", "gpulens", "gpu-exporter", "--port", "1234", "--simulate-kubelet", "true"]
 
 
 def test_gpu_exporter_flags_parse_with_the_real_cli(tmp_path: Path) -> None:
     from gpulens.cli import build_parser
 
-    plan = app.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", which=lambda _: None)
-    spec = next(c for c in plan.children if c.name == "gpu-exporter")
+    p = plan.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", which=lambda _: None)
+    spec = next(c for c in p.children if c.name == "gpu-exporter")
     parser, _ = build_parser()
     ns, extra = parser.parse_known_args(list(spec.argv[3:]))
     assert extra == [] and ns.port == "9445" and ns.listen_address == "127.0.0.1" and ns.simulate == "auto"
 
 
 def test_missing_prometheus_and_alertmanager_say_how_to_install(tmp_path: Path) -> None:
-    plan = app.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", which=lambda _: None)
-    names = [c.name for c in plan.children]
+    p = plan.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", which=lambda _: None)
+    names = [c.name for c in p.children]
     assert "prometheus" not in names and "alertmanager" not in names
     assert any(s.startswith("Prometheus: prometheus not found; apt-get install prometheus prometheus-alertmanager")
-               for s in plan.skipped)
+               for s in p.skipped)
 
 
 def test_components_not_in_this_build_are_left_out(tmp_path: Path) -> None:
-    plan = app.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", commands={"gpu-exporter": GpuExporterConfig},
+    p = plan.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", commands={"gpu-exporter": GpuExporterConfig},
                     which=lambda _: None)
-    assert [c.name for c in plan.children] == ["modelserver", "gpu-exporter", "load"]
-    assert "KServe exporter: not in this build of gpulens yet" in plan.skipped
+    assert [c.name for c in p.children] == ["modelserver", "gpu-exporter", "load"]
+    assert "KServe exporter: not in this build of gpulens yet" in p.skipped
 
 
 def test_prometheus_and_alertmanager_configs_are_written_and_wired(tmp_path: Path) -> None:
     cfg = UpConfig(prometheus_port=19090, alertmanager_port=19093, scrape_interval_seconds=2)
-    plan = app.plan(cfg, tmp_path, "http://127.0.0.1:9449/", which=lambda name: f"/usr/bin/{name}")
+    p = plan.plan(cfg, tmp_path, "http://127.0.0.1:9449/", which=lambda name: f"/usr/bin/{name}")
     prom = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
     jobs = {j["job_name"]: j["static_configs"][0]["targets"][0] for j in prom["scrape_configs"]}
@@ -56,7 +56,7 @@ def test_prometheus_and_alertmanager_configs_are_written_and_wired(tmp_path: Pat
     assert prom["global"]["scrape_interval"] == "2s"
     am = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
     assert am["receivers"][0]["webhook_configs"][0]["url"] == "http://127.0.0.1:9449/"
-    prometheus = next(c for c in plan.children if c.name == "prometheus")
+    prometheus = next(c for c in p.children if c.name == "prometheus")
     assert "--web.listen-address=127.0.0.1:19090" in prometheus.argv
     assert "--rules.alert.resend-delay=2s" in prometheus.argv
 

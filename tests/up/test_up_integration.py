@@ -24,8 +24,8 @@ import pytest
 from gpulens.metrics import gpu as g
 from gpulens.metrics import kserve as k
 from gpulens.metrics import probe as p
-from gpulens.up.app import dashboards_dir
 from gpulens.up.links import load_dashboards, panel_queries
+from gpulens.up.plan import dashboards_dir
 from gpulens.up.prometheus import JOBS
 from tests.prometheus_server import free_port
 from tests.tools import require_tool
