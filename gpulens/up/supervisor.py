@@ -146,7 +146,9 @@ class Supervisor:
         for child in children:
             assert child.proc is not None
             try:
-                child.proc.wait(max(0.0, deadline - time.monotonic()))
+                code = child.proc.wait(max(0.0, deadline - time.monotonic()))
+                self._log.info(f"{child.spec.name} stopped with code {code}",
+                               extra={"event": {"action": "child-stopped"}, "labels": {"child": child.spec.name}})
             except subprocess.TimeoutExpired:
                 self._say(f"!! {child.spec.name} did not stop within {timeout:.0f}s: killing it")
         for child in children:  # the group too: a helper the child spawned may outlive it

@@ -93,7 +93,7 @@ def test_up_runs_the_suite_pages_on_a_fault_and_stops_clean(tmp_path: Path) -> N
     children: list[psutil.Process] = []
     try:
         state = _until("stack.json (every component healthy)",
-                       lambda: json.loads((run_dir / "stack.json").read_text()), 60, proc, out)
+                       lambda: json.loads((run_dir / "stack.json").read_text()), 90, proc, out)
         assert state["skipped"] == [], state["skipped"]
         children = psutil.Process(proc.pid).children(recursive=True)
         assert {"modelserver", "gpu-exporter", "kserve-exporter", "probe", "canary", "prometheus", "alertmanager", "load"} \
