@@ -44,6 +44,7 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/gpu_exporter.py
+	$(BIN)/python bench/logship.py
 
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
@@ -51,8 +52,8 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/ruff check gpulens exporters probes dashboards alerts tests bench
-	$(BIN)/mypy gpulens exporters probes dashboards alerts
+	$(BIN)/ruff check gpulens exporters probes dashboards alerts elk tests bench
+	$(BIN)/mypy gpulens exporters probes dashboards alerts elk
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md

@@ -52,6 +52,9 @@ GOAL_SPEEDUP = 3.0
 GOAL_FAMILIES_RATIO = 2.0
 GOAL_RSS_MIB = 64.0
 GOAL_REFRESH_MS = 50.0
+GOAL_SERIES = 600
+GOAL_SLOWLORIS_RSS_MIB = 96.0
+GOAL_SLOWLORIS_P99_MS = 10.0
 # "Zero effect" on p99, read as: within measurement noise, i.e. <= 10 % or 0.1 ms more, whichever is larger.
 ZERO_EFFECT_TOLERANCE = (0.10, 0.1)
 ATTRIBUTION_GPUS, ATTRIBUTION_MIG, ATTRIBUTION_SLICES, ATTRIBUTION_PODS = 10, "7x1g.10gb", 64, 1000
@@ -178,7 +181,7 @@ def _nvitop_cmd(n: int, port: int) -> list[str]:
 
 
 @contextmanager
-def _serving(cmd: list[str], port: int, log: Path, ready: str) -> Iterator[int]:
+def _serving(cmd: list[str], port: int, log: Path, ready: str, status_wanted: int = 200) -> Iterator[int]:
     """Start an exporter process; yields its pid once /metrics holds `ready`."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=HERE.parent)
@@ -189,7 +192,7 @@ def _serving(cmd: list[str], port: int, log: Path, ready: str) -> Iterator[int]:
                 raise RuntimeError(f"{cmd} exited {proc.returncode}; see {log}")
             try:
                 status, body = _get(port)
-                if status == 200 and ready.encode() in body:
+                if status == status_wanted and ready.encode() in body:
                     break
             except OSError:
                 pass
@@ -224,6 +227,18 @@ def _steady(pid: int, port: int, seconds: float) -> dict[str, float]:
             "cpu_ms_per_s": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) * 1000 / elapsed, 1)}
 
 
+def _idle(pid: int, seconds: float) -> float:
+    """CPU ms per second of the serving process while nobody scrapes it."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    cpu0 = proc.cpu_times()
+    started = time.monotonic()
+    time.sleep(seconds)
+    cpu1 = proc.cpu_times()
+    return round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) * 1000 / (time.monotonic() - started), 2)
+
+
 def _worker_json(*args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *args], cwd=HERE.parent,
                          capture_output=True, text=True, check=False)
@@ -241,7 +256,9 @@ def bench_tool(tool: str, n: int, requests: int, warmup: float, logdir: Path) ->
     row: dict[str, Any] = {"tool": tool, "gpus": n}
     with _serving(cmd, port, logdir / f"{tool}-{n}.log", ready) as pid:
         time.sleep(warmup)
-        row.update(_steady(pid, port, max(3.0, warmup)))
+        row["idle_cpu_ms_per_s"] = _idle(pid, max(5.0, 2 * warmup))  # no scrapes at all
+        row.update(_steady(pid, port, max(5.0, 2 * warmup)))  # one Prometheus-like scrape a second
+        row["scrape_cpu_ms"] = round(max(0.0, row["cpu_ms_per_s"] - row["idle_cpu_ms_per_s"]), 2)
         _, text = _get(port)
         row.update(_count_series(text.decode()))
         row["latency"] = {str(s): _scrape_latency(port, s, requests) for s in SCRAPERS}
@@ -255,6 +272,136 @@ def bench_tool(tool: str, n: int, requests: int, warmup: float, logdir: Path) ->
     if tool == "gpulens":
         row["cpu_sampling_only"] = _worker_json("cpu-gpulens-sampling", str(n))
     return row
+
+
+# ---- issue 6: hostile clients and faults ----
+
+def _paced_p99(port: int, seconds: float, period: float = 0.1) -> dict[str, float]:
+    """One scraper as Prometheus scrapes: a kept-alive connection (reconnecting if cut), paced."""
+    times, failures = [], 0
+    end = time.monotonic() + seconds
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    while time.monotonic() < end:
+        t = time.perf_counter()
+        try:
+            conn.request("GET", "/metrics", headers=PROM_HEADERS)
+            resp = conn.getresponse()
+            resp.read()
+            failures += resp.status != 200
+        except OSError:
+            failures += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        times.append((time.perf_counter() - t) * 1000)
+        time.sleep(period)
+    conn.close()
+    return {"p50_ms": round(_percentile(times, 0.5), 3), "p99_ms": round(_percentile(times, 0.99), 3),
+            "max_ms": round(max(times), 3), "requests": len(times), "failures": failures}
+
+
+def bench_slowloris(connections: int, hold: float, logdir: Path) -> dict[str, Any]:
+    """`connections` slow-header clients (reconnecting when cut) against 8 GPUs; a normal scraper meanwhile and after."""
+    import psutil
+
+    port = _free_port()
+    with _serving(_gpulens_cmd(8, port), port, logdir / "slowloris.log", "gpulens_gpu_up{") as pid:
+        proc = psutil.Process(pid)
+        time.sleep(2.0)
+        before = _paced_p99(port, 3.0)
+        attacker = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", "slowloris", str(port),
+                                     str(connections), str(hold)], cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
+        rss = [proc.memory_info().rss / MIB]
+        time.sleep(min(5.0, hold / 3))  # let the connections pile up
+        during = _paced_p99(port, hold / 2)
+        while attacker.poll() is None:
+            rss.append(proc.memory_info().rss / MIB)
+            time.sleep(0.2)
+        opened = json.loads((attacker.stdout.read() if attacker.stdout else "{}").strip().splitlines()[-1])
+        after = _paced_p99(port, 5.0)
+        rss.append(proc.memory_info().rss / MIB)
+    return {"connections": connections, "opened": opened, "rss_peak_mib": round(max(rss), 1),
+            "rss_after_mib": round(rss[-1], 1), "before": before, "during": during, "after": after,
+            "pass": max(rss) <= GOAL_SLOWLORIS_RSS_MIB and during["p99_ms"] <= GOAL_SLOWLORIS_P99_MS
+            and after["p99_ms"] <= GOAL_SLOWLORIS_P99_MS and not during["failures"] and not after["failures"]}
+
+
+def _metric(body: bytes, name: str) -> float | None:
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def bench_faults(logdir: Path) -> list[dict[str, Any]]:
+    """The fault table: each scenario run against a real exporter process, with the test that guards it."""
+    import zlib
+
+    rows: list[dict[str, Any]] = []
+    # hang at start: nvmlInit blocks for the first 6 s
+    port = _free_port()
+    with _serving(_gpulens_cmd(2, port, "--pod-attribution", "false", "--simulate-faults", "hang:nvmlInit@0s..6s"),
+                  port, logdir / "hang-start.log", "gpulens_nvml_up") as _:
+        time.sleep(3.0)
+        _, body = _get(port)
+        ready, _ = _get(port, path="/readyz")
+        rows.append({"fault": "NVML hangs before the first sample (6 s)", "test": "test_hang_before_the_first_sample_is_visible",
+                     "observed": f"at 3 s: nvml_up {_metric(body, 'gpulens_nvml_up')}, sample age "
+                                 f"{_metric(body, 'gpulens_gpu_sample_age_seconds'):.1f} s, /readyz {ready}",
+                     "pass": _metric(body, "gpulens_nvml_up") == 0 and (_metric(body, "gpulens_gpu_sample_age_seconds") or 0) >= 2
+                     and ready == 503})
+    # hang with XIDs: power reads hang 2..10 s, XID 79 at 4 s
+    port = _free_port()
+    with _serving(_gpulens_cmd(2, port, "--pod-attribution", "false", "--simulate-faults",
+                               "hang:nvmlDeviceGetPowerUsage@2s..10s; xid:79@gpu1+4s"), port, logdir / "hang-xid.log",
+                  "gpulens_gpu_up{") as _:
+        time.sleep(6.0)
+        _, body = _get(port)
+        xid = _metric(body, 'gpulens_gpu_xid_errors_total{gpu="1"')
+        for line in body.decode().splitlines():
+            if line.startswith('gpulens_gpu_xid_errors_total{gpu="1"'):
+                xid = float(line.rsplit(" ", 1)[1])
+        age = _metric(body, "gpulens_gpu_sample_age_seconds") or 0
+        rows.append({"fault": "NVML hangs (8 s) and XID 79 arrives meanwhile", "test": "test_xids_are_published_while_nvml_hangs",
+                     "observed": f"at 6 s: XID 79 count {xid}, sample age {age:.1f} s", "pass": xid == 1 and age >= 2})
+    # gzip: one member holding everything, # EOF included
+    port = _free_port()
+    with _serving(_gpulens_cmd(2, port), port, logdir / "gzip.log", "gpulens_gpu_up{") as _:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics", headers=PROM_HEADERS)
+        raw = conn.getresponse().read()
+        conn.close()
+        one = zlib.decompressobj(31)
+        text = one.decompress(raw)
+        ok = one.eof and not one.unused_data and text.endswith(b"# EOF\n") and b"gpulens_gpu_sample_age_seconds" in text
+        rows.append({"fault": "gzip body read by a one-member decoder (curl --compressed)",
+                     "test": "test_per_scrape_tail_is_in_the_same_single_gzip_member",
+                     "observed": f"first member holds the whole body ({len(text)} B, sample age and # EOF): {ok}", "pass": ok})
+    # web-config rotation: a new password takes effect without a restart
+    import base64
+
+    import bcrypt
+
+    port = _free_port()
+    web = logdir / "web-config.yml"
+    web.write_text(f"basic_auth_users: {{prometheus: '{bcrypt.hashpw(b'old', bcrypt.gensalt(4)).decode()}'}}\n")
+
+    def status(password: str) -> int:
+        auth = {"Authorization": "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()}
+        return _get(port, auth)[0]
+
+    cmd = _gpulens_cmd(2, port, "--pod-attribution", "false", "--web-config-file", str(web))
+    with _serving(cmd, port, logdir / "rotation.log", "Unauthorized", 401) as _:
+        before = status("old")
+        web.write_text(f"basic_auth_users: {{prometheus: '{bcrypt.hashpw(b'new', bcrypt.gensalt(4)).decode()}'}}\n")
+        started = time.monotonic()
+        while status("new") != 200 and time.monotonic() - started < 10:
+            time.sleep(0.1)
+        took = time.monotonic() - started
+        rows.append({"fault": "web-config password rotated on disk",
+                     "test": "test_web_config_is_reloaded_and_a_broken_one_keeps_the_last_good",
+                     "observed": f"old password {before}; new one accepted after {took:.1f} s, old one then {status('old')}",
+                     "pass": before == 200 and took < 10 and status("old") == 401})
+    return rows
 
 
 # ---- issue 3: pod attribution ----
@@ -387,13 +534,20 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
     else:
         out.append(("comparisons with nvitop-exporter", "nvitop-exporter did not run", None))
     out.append(("RSS <= 64 MiB (8 GPUs)", f"{g['rss_mib']:.1f} MiB", g["rss_mib"] <= GOAL_RSS_MIB))
+    out.append((f"default series <= {GOAL_SERIES} (8 H100s, default flags)", f"{g['series']}", g["series"] <= GOAL_SERIES))
+    if nv is not None:
+        out.append(("idle CPU <= nvitop-exporter's (8 GPUs, no scrapes)",
+                    f"{g['idle_cpu_ms_per_s']:.2f} vs {nv['idle_cpu_ms_per_s']:.2f} ms/s",
+                    g["idle_cpu_ms_per_s"] <= nv["idle_cpu_ms_per_s"]))
+        out.append(("  CPU per scrape at 1 scrape/s (8 GPUs)", f"{g['scrape_cpu_ms']:.2f} vs {nv['scrape_cpu_ms']:.2f} ms", None))
     return out
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (f"{'tool':<16}{'GPUs':>5}{'p50 1':>9}{'p99 1':>9}{'p50 10':>9}{'p99 10':>9}{'CPU ms':>9}"
-            f"{'fam':>5}{'gpu fam':>8}{'series':>8}{'N/A':>6}{'RSS MiB':>9}{'idle CPU':>9}")
-    print("latency in ms (1 and 10 concurrent scrapers), CPU ms per sample cycle per GPU, idle CPU in ms/s")
+            f"{'fam':>5}{'gpu fam':>8}{'series':>8}{'N/A':>6}{'RSS MiB':>9}{'idle':>7}{'1/s':>7}")
+    print("latency in ms (1 and 10 concurrent scrapers), CPU ms per sample cycle per GPU (gpulens: sample + render),")
+    print("CPU ms/s of the serving process idle (no scrapes) and at one scrape a second")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -404,7 +558,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['tool']:<16}{r['gpus']:>5}{lat['1']['p50_ms']:>9.3f}{lat['1']['p99_ms']:>9.3f}"
               f"{lat['10']['p50_ms']:>9.3f}{lat['10']['p99_ms']:>9.3f}{r['cpu']['cpu_ms_per_cycle_per_gpu']:>9.3f}"
               f"{r['families']:>5}{r['gpu_families']:>8}{r['series']:>8}{r['na_series']:>6}{r['rss_mib']:>9.1f}"
-              f"{r['cpu_ms_per_s']:>9.1f}")
+              f"{r['idle_cpu_ms_per_s']:>7.2f}{r['cpu_ms_per_s']:>7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "gpu_exporter.json")
     parser.add_argument("--gpus", default=",".join(map(str, GPU_COUNTS)), help="GPU counts, comma-separated")
     parser.add_argument("--skip-attribution", action="store_true")
+    parser.add_argument("--skip-faults", action="store_true", help="no slowloris or fault table")
+    parser.add_argument("--slowloris", type=int, default=5000, help="slow-header connections to hold")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -433,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         nv_diag = _worker_json("nvitop-diag", "8")
     except (RuntimeError, ValueError) as err:
         nv_diag = {"error": str(err)[:500]}
+    slowloris = faults = None
+    if not args.skip_faults:
+        print("... slowloris and faults", file=sys.stderr, flush=True)
+        slowloris = bench_slowloris(args.slowloris, 20.0 if args.quick else 40.0, logdir)
+        faults = bench_faults(logdir)
     attribution = None
     if not args.skip_attribution:
         print("... pod attribution", file=sys.stderr, flush=True)
@@ -456,6 +617,19 @@ def main(argv: list[str] | None = None) -> int:
         results.append(("attribution every 0.1 s leaves /metrics p99 unchanged (10 scrapers)",
                         (f"{r['every_0.1s']['latency_10_scrapers']['p99_ms']:.3f} vs "
                          f"{r['off']['latency_10_scrapers']['p99_ms']:.3f} ms off"), r["goals"]["p99_unaffected"]))
+    if slowloris is not None:
+        r = slowloris
+        results.append((f"{r['connections']} slowloris connections: RSS <= {GOAL_SLOWLORIS_RSS_MIB:.0f} MiB, scraper p99 <= "
+                        f"{GOAL_SLOWLORIS_P99_MS:.0f} ms during and after",
+                        f"RSS peak {r['rss_peak_mib']} MiB, p99 {r['during']['p99_ms']} ms during / {r['after']['p99_ms']} ms after "
+                        f"(before {r['before']['p99_ms']} ms; {r['opened']['opened']} opened, "
+                        f"{r['opened']['cut_or_refused']} cut; failures {r['during']['failures']}/{r['after']['failures']})",
+                        r["pass"]))
+    if faults is not None:
+        print("faults")
+        for f in faults:
+            print(f"  {'PASS' if f['pass'] else 'MISS'}  {f['fault']}: {f['observed']}  [{f['test']}]")
+        print()
     print("goals")
     for name, value, ok in results:
         print(f"  {'PASS' if ok else ('MISS' if ok is False else 'N/A '):<5} {name}: {value}")
@@ -473,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
                    "nvitop update_device() over all devices (sample + gauge sets; host part excluded), per GPU",
             "rss": "median RSS of the fresh serving process over the steady window after warm-up",
         },
-        "rows": rows, "nvitop_on_sim": nv_diag, "attribution": attribution,
+        "rows": rows, "nvitop_on_sim": nv_diag, "attribution": attribution, "slowloris": slowloris, "faults": faults,
         "goals": [{"goal": n, "value": v, "pass": ok} for n, v, ok in results],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -559,9 +733,10 @@ def _worker(argv: list[str]) -> int:
         cfg = replace(GpuExporterConfig(), pod_attribution=False, xid_events=False, interval_seconds=1.0)
         exporter = GpuExporter(cfg, SimulatedNVML(count=n, model="h100"), "simulated", clock=clock)
 
-        def cycle() -> None:
+        def cycle() -> None:  # one sample and the render the next scrape pays for (both formats)
             clock.t += 1.0
             exporter.sampler.cycle()
+            exporter.render(True)
     elif kind == "cpu-gpulens-sampling":  # NVML reads alone, no rendering: what nvitop's update_device does
         n = int(argv[1])
         from gpulens.exporters.gpu.sampler import Sampler
@@ -605,6 +780,35 @@ def _worker(argv: list[str]) -> int:
                     nvexp.update_device(device)
         print(json.dumps({"shims": shims, "function_pointers": sorted(pointers),
                           "nvml_errors": dict(sorted(errors.items()))}))
+        return 0
+    elif kind == "slowloris":
+        port, count, hold = int(argv[1]), int(argv[2]), float(argv[3])
+        socks: list[socket.socket] = []
+        opened = cut = 0
+        end = time.monotonic() + hold
+        while time.monotonic() < end:
+            while len(socks) < count and time.monotonic() < end:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    sock.setblocking(False)
+                    socks.append(sock)
+                    opened += 1
+                except OSError:
+                    cut += 1
+            alive = []
+            for sock in socks:  # a byte each round; reconnect what the server cut
+                try:
+                    sock.send(b"a")
+                    alive.append(sock)
+                except OSError:
+                    sock.close()
+                    cut += 1
+            socks = alive
+            time.sleep(0.5)
+        for sock in socks:
+            sock.close()
+        print(json.dumps({"opened": opened, "cut_or_refused": cut}))
         return 0
     elif kind == "kubelet":
         socket_path, pods_file = argv[1], argv[2]

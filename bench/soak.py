@@ -93,11 +93,13 @@ def _run_exporter(port: int, socket_path: str, uuids_file: str) -> int:
     log.setLevel(logging.ERROR)
     exporter = GpuExporter(cfg, nv, "simulated", "soak-node", pods, log=log)
     server = MetricsServer("127.0.0.1", port, exporter.render_parts, exporter.ready, log=log)
-    exporter.on_rendered = server.prime  # as `gpulens gpu-exporter` wires it
     server.start()
     exporter.start()
+    deadline = time.monotonic() + 60
+    while exporter.sampler.snapshot is None:  # the first sample is taken on the sampler thread
+        assert time.monotonic() < deadline, "no first sample in 60 s"
+        time.sleep(0.05)
     snapshot = exporter.sampler.snapshot
-    assert snapshot is not None
     Path(uuids_file + ".tmp").write_text(json.dumps({
         "gpus": [g.identity.uuid for g in snapshot.gpus if not g.mig],
         "mig": [[m.uuid, m.profile] for g in snapshot.gpus for m in g.mig],

@@ -75,6 +75,12 @@ COMMANDS: dict[str, Command] = {
     "kserve-exporter": Command("gpulens.exporters.kserve.config:KserveExporterConfig",
                                "Export InferenceService state and normalised model-server stats (Deployment, :9446).",
                                "gpulens.exporters.kserve.app:main"),
+    "logship": Command("gpulens.exporters.logship.config:LogshipConfig",
+                       "Ship ECS JSON lines (stdin or a file) to Elasticsearch: spool, retries, dead letters.",
+                       "gpulens.exporters.logship.app:main"),
+    "elk-setup": Command("gpulens.elk.install:ElkSetupConfig",
+                         "Install the ILM policy, index template and Kibana saved objects for gpulens events.",
+                         "gpulens.elk.install:main"),
     "up": Command("gpulens.up.config:UpConfig", "Run the whole suite on this machine (make run).", "gpulens.up.app:run"),
     "top": Command("gpulens.top:TopConfig", "Terminal view of GPUs, inference services, probes and alerts.", "gpulens.top:run"),
 }
@@ -102,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[ns.command]
     cls = _resolve(command.config)
     try:
-        cfg = load(cls, ns.config, flags=_flags(ns, cls))
+        cfg = load(cls, ns.config, flags=_flags(ns, cls),
+                   warn=lambda line: print(f"gpulens {ns.command}: warning: {line}", file=sys.stderr))
         return int(_resolve(command.run)(cfg))
     except ConfigError as err:
         for line in err.problems:

@@ -82,8 +82,13 @@ def load(
     file: str | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> T:
-    """Build `cls` from a YAML file, then GPULENS_<KEY> env vars, then flags (highest precedence)."""
+    """Build `cls` from a YAML file, then GPULENS_<KEY> env vars, then flags (highest precedence).
+
+    A GPULENS_* variable that names no setting is reported through `warn` (one line each): a typo in
+    a DaemonSet's env would otherwise be silently ignored.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     allowed = ", ".join(fields)
     problems: list[str] = []
@@ -108,6 +113,10 @@ def load(
 
     env = os.environ if env is None else env
     env_values = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    if warn is not None:
+        for name in sorted(set(env_values) - set(fields)):
+            warn(f"environment variable {ENV_PREFIX}{name.upper()} names no setting; ignored "
+                 f"(settings: {', '.join(ENV_PREFIX + f.upper() for f in fields)})")
     sources.append((lambda n: f"environment variable {ENV_PREFIX}{n.upper()}",
                     {k: v for k, v in env_values.items() if k in fields}, True))
     sources.append((lambda n: "flag --" + n.replace("_", "-"), {k: v for k, v in (flags or {}).items() if v is not None}, True))

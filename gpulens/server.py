@@ -10,6 +10,7 @@ separate from keep-alive idle, request bodies read rather than parsed as the nex
 from __future__ import annotations
 
 import html
+import io
 import ipaddress
 import logging
 import socket
@@ -21,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
@@ -109,11 +110,14 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Admit the connection: over the cap, close the oldest idle or header-reading one, else refuse this."""
+        """Admit the connection: over the cap, close the oldest header-reading (else idle) one, else refuse this."""
         app = self.app
         with app._conns_lock:
             if len(app._conns) >= app.max_connections:
-                waiting = [c for c in app._conns.values() if c.state != _BUSY]
+                # Connections still sending their first headers go first (slowloris), then idle keep-alive
+                # ones (a scraper that completed requests keeps its connection while others exist).
+                waiting = [c for c in app._conns.values() if c.state == _HEADERS] or \
+                    [c for c in app._conns.values() if c.state == _IDLE]
                 if not waiting:
                     app.refused += 1
                     self.shutdown_request(request)
@@ -161,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         with app._conns_lock:
             self._conn = app._conns.get(id(self.request))
-        self.timeout = app.header_timeout  # the TLS handshake and first request line + headers
+        self.timeout = app.header_timeout  # type: ignore[misc]  # the TLS handshake and first request line + headers
         ctx = app.tls_context()
         if ctx is not None:  # per connection, so a renewed certificate serves new connections at once
             self.request = ctx.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
@@ -179,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         while not self.close_connection:
             self._state(_IDLE, app.idle_timeout)
             try:
-                if not self.rfile.peek(1):  # the client closed its keep-alive connection
+                if not cast(io.BufferedReader, self.rfile).peek(1):  # the client closed its keep-alive connection
                     return
             except OSError:  # idle timeout, reset, or evicted by the connection cap
                 return

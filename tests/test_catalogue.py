@@ -13,7 +13,7 @@ from gpulens.exporters.gpu.config import GpuExporterConfig
 from gpulens.exporters.podresources.client import Allocation
 from gpulens.metrics import gpu as c
 from gpulens.sim import SimulatedNVML
-from tests.exporters.test_gpu_exporter import Clock, Pods
+from tests.exporters.gpu.test_gpu_exporter import Clock, Pods
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ("bytes", "seconds", "celsius", "watts", "joules", "hertz", "ratio", "bytes_per_second")
@@ -23,7 +23,7 @@ BANNED = ("_percent", "_mib", "_mhz", "_mj", "_milliwatts", "_kib", "_ms")
 def test_names_follow_prometheus_conventions() -> None:
     for f in c.families():
         if f.subsystem == "dcgm":
-            assert f.name.startswith("DCGM_FI_DEV_"), f.name
+            assert f.name.startswith(("DCGM_FI_DEV_", "DCGM_FI_PROF_")), f.name
             continue
         assert re.fullmatch(r"gpulens_[a-z0-9_]+", f.name), f.name
         assert ":" not in f.name

@@ -112,7 +112,9 @@ def test_simulate_auto_falls_back_loudly_without_a_driver(tmp_path) -> None:
         while True:
             try:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-                break
+                if "gpulens_gpu_info" in body:  # the first sample is taken on the sampler thread
+                    break
+                raise OSError("no sample yet")
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
                 time.sleep(0.2)

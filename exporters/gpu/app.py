@@ -1,9 +1,9 @@
 """`gpulens gpu-exporter`: wires the sampler, pod attribution, event watcher and HTTP server.
 
-The sampler thread only reads NVML into an immutable snapshot. A scrape renders the snapshot the
-first time one asks for it (both formats at once, cached until the next sample) and appends a small
-per-scrape tail: the event counts (XIDs stay visible while NVML hangs) and the sample age. With no
-scrapes nothing is rendered, so idle CPU is the sampling alone.
+The sampler thread reads NVML into an immutable snapshot. It renders a snapshot (both formats, cached
+until the next sample) only if a scrape came since the previous sample; otherwise the first scrape
+that asks renders it. Each scrape appends a small tail: the event counts (XIDs stay visible while NVML
+hangs) and the sample age. With no scrapes nothing is rendered, so idle CPU is the sampling alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import pynvml
 from prometheus_client import ProcessCollector
@@ -65,12 +65,26 @@ class GpuExporter:
         self._success: dict[str, bool] = {}
         self._durations: dict[str, float] = {}
         self.events: EventWatcher | None = None
+        self._scraped = False  # a scrape came since the last sample: render the next one ahead, in the sampler
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, clock=clock, log=self._log,
-                               source=nvml_source, on_generation=self._generation_changed)
+                               source=nvml_source, on_generation=self._generation_changed, on_snapshot=self._sampled)
         self.pods = pods
         if cfg.xid_events:
             self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
                                        self.attribution, log=self._log)
+
+    def _sampled(self, snapshot: Snapshot) -> None:
+        """Scrapers active since the last sample will want this one: render it now, off their path.
+
+        With nobody scraping nothing is rendered (idle CPU is the sampling alone); a scraper slower
+        than the interval renders on its own scrape, once per sample however many scrapers there are.
+        """
+        if self._scraped:
+            self._scraped = False
+            with self._lock:
+                if snapshot is not self._tried:
+                    self._tried = snapshot
+                    self._render(snapshot)
 
     def _generation_changed(self) -> None:
         if self.events is not None:
@@ -103,7 +117,7 @@ class GpuExporter:
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
-        out["process"] = _PROCESS.collect
+        out["process"] = lambda: cast(Iterable[ExpositionFamily], _PROCESS.collect())
         return out
 
     def _render(self, snapshot: Snapshot) -> None:
@@ -111,7 +125,7 @@ class GpuExporter:
         rendering) is left out and reported, the rest still export. Called under self._lock."""
         parts: list[tuple[bytes, bytes]] = []
         for name, collect in self._collectors(snapshot).items():
-            parts.append(self._isolated(name, lambda collect=collect: self._renderer.render_group(f for f in collect() if f.samples)))
+            parts.append(self._isolated(name, self._group(collect)))
         try:
             families = [f for f in health.collect(snapshot, self._source, self._success, self._durations) if f.samples]
             parts.append(self._renderer.render_group(families))
@@ -123,6 +137,9 @@ class GpuExporter:
         self._rendered = (b"".join(p[0] for p in parts), b"".join(p[1] for p in parts))
         self._rendered_snapshot = snapshot
         self._render_error = ""
+
+    def _group(self, collect: Callable[[], Iterable[ExpositionFamily]]) -> Callable[[], tuple[bytes, bytes]]:
+        return lambda: self._renderer.render_group(f for f in collect() if f.samples)
 
     def _isolated(self, name: str, render: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
         state = self._collector_logs.setdefault(name, StateLog(self._log, f"collector-{name}"))
@@ -145,6 +162,7 @@ class GpuExporter:
         once per sample however many scrapers ask.
         """
         snapshot = self.sampler.snapshot or self._placeholder
+        self._scraped = True
         with self._lock:
             if snapshot is not self._tried:
                 self._tried = snapshot
@@ -299,9 +317,9 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
     # The sampler thread is CPU-bound for a few ms per cycle; the default 5 ms GIL switch interval
     # would make a scrape arriving then wait for it. 0.5 ms keeps /metrics p99 flat while sampling.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    exporter.start()
-    if sim is not None:
+    if sim is not None:  # before the sampler: a fault at 0 s (a hang in nvmlInit) hits the first sample
         sim.start(cfg.simulate_faults)
+    exporter.start()
     log.info(f"gpu exporter serving on {cfg.listen_address}:{server.port} ({source} NVML)",
              extra={"event": {"action": "started"}})
     stall = StateLog(log, "sampler-stall")

@@ -95,7 +95,8 @@ def collect(snapshot: Snapshot, attribution: Attribution, nvlink_per_link: bool 
 
 
 def _nvlink(keyed: Sequence[tuple[GpuReading, tuple[str, ...]]], per_link: bool) -> Iterator[ExpositionFamily]:
-    links, links_up, tx, rx, errors = c.NVLINK_LINKS.new(), c.NVLINK_LINKS_UP.new(), c.NVLINK_TX.new(), c.NVLINK_RX.new(), c.NVLINK_ERRORS.new()
+    links, links_up, tx, rx = c.NVLINK_LINKS.new(), c.NVLINK_LINKS_UP.new(), c.NVLINK_TX.new(), c.NVLINK_RX.new()
+    errors = c.NVLINK_ERRORS.new()
     for g, labels in keyed:
         if g.nvlink_links:
             links.add_metric(labels, g.nvlink_links)

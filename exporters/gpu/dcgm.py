@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from prometheus_client.core import Metric
-
 from gpulens.exporters.gpu.collectors import Attribution, pod_labels
 from gpulens.exporters.gpu.sampler import Snapshot
+from gpulens.exposition import ExpositionFamily
 from gpulens.metrics import gpu as c
 
 MIB = 1024 * 1024
@@ -44,7 +43,7 @@ SCALARS: tuple[tuple[c.Family, str, float], ...] = (
 )
 
 
-def collect(snapshot: Snapshot, attribution: Attribution, hostname: str, last_xid: Mapping[str, int]) -> Iterator[Metric]:
+def collect(snapshot: Snapshot, attribution: Attribution, hostname: str, last_xid: Mapping[str, int]) -> Iterator[ExpositionFamily]:
     metrics = {family.name: family.new() for family in c.families() if family.subsystem == "dcgm"}
     for g in snapshot.gpus:
         if not g.up:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pynvml
 
+from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.collectors import Attribution, pod_labels
 from gpulens.exporters.gpu.nvml import address, error_name
 from gpulens.exposition import ExpositionFamily
@@ -247,18 +248,11 @@ class EventWatcher:
         if not self._xid_log.allow():
             return
         namespace, pod, container = pod_labels(self._attribution(), uuid)
-        meaning = XID_MEANINGS.get(xid, "see NVIDIA's XID catalogue")
-        self._log.error(
-            f"XID {xid} on GPU {index} ({uuid}): {meaning}",
-            extra={
-                "event": {"kind": "alert", "category": ["host"], "type": ["error"], "code": str(xid),
-                          "dataset": "gpulens.xid", "action": "gpu-xid"},
-                "gpu": {"index": index, "uuid": uuid, "gpu_instance_id": int(data.gpuInstanceId),
-                        "compute_instance_id": int(data.computeInstanceId)},
-                "orchestrator": {"namespace": namespace, "resource": {"name": pod, "type": "pod"}},
-                "container": {"name": container},
-            },
-        )
+        gpu = gpulens_events.Gpu(index, uuid, gpu_instance_id=int(data.gpuInstanceId),
+                                 compute_instance_id=int(data.computeInstanceId))
+        # the typed event: one ECS line on stdout, and to Elasticsearch when a shipper is attached
+        gpulens_events.emit(gpulens_events.xid(gpu, xid, pod=gpulens_events.Pod(namespace, pod, container) if pod else None,
+                                               meaning=XID_MEANINGS.get(xid, "")))
 
     def collect(self) -> Iterator[ExpositionFamily]:
         with self._lock:

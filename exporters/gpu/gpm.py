@@ -47,6 +47,7 @@ class _Target:
             raise
         self.taken_at: float | None = None  # when samples[0] was taken
         self.values: dict[str, float] = {}
+        self.failing = False
 
 
 class GpmReader:
@@ -105,22 +106,30 @@ class GpmReader:
         if target.taken_at is not None and now - target.taken_at < MIN_WINDOW_SECONDS:
             return  # window too short: keep the older sample, diff on a later cycle
         slot = 1 if target.taken_at is not None else 0
+        fn = "nvmlGpmMigSampleGet" if key else "nvmlGpmSampleGet"
         try:
             if key:
                 self._nvml.nvmlGpmMigSampleGet(self._handle, int(key), target.samples[slot])
             else:
                 self._nvml.nvmlGpmSampleGet(self._handle, target.samples[slot])
             if slot == 1:
+                fn = "nvmlGpmMetricsGet"
                 self._request.sample1, self._request.sample2 = target.samples[0], target.samples[1]
                 self._nvml.nvmlGpmMetricsGet(self._request)
                 target.values = self._values()
                 target.samples.reverse()  # the new sample becomes the older one
         except pynvml.NVMLError as err:
-            self._call.errors[("nvmlGpmMetricsGet", error_name(err))] += 1
             target.values = {}
             if err.value == pynvml.NVML_ERROR_GPU_IS_LOST:
-                raise GpuLost("nvmlGpmSampleGet") from err
+                self._call.errors[(fn, error_name(err))] += 1
+                raise GpuLost(fn) from err
+            # Count a failure once per run of failures (labelled with the call that failed), not every cycle.
+            if not target.failing:
+                self._call.errors[(fn, error_name(err))] += 1
+            target.failing = True
+            target.taken_at = None  # start over with a fresh first sample
             return
+        target.failing = False
         target.taken_at = now
 
     def _values(self) -> dict[str, float]:

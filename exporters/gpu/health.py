@@ -8,15 +8,14 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterator, Mapping
 
-from prometheus_client.core import Metric
-
 from gpulens import __version__
 from gpulens.exporters.gpu.sampler import DURATION_BUCKETS, Snapshot
+from gpulens.exposition import ExpositionFamily
 from gpulens.metrics import gpu as c
 
 
 def collect(snapshot: Snapshot, nvml_source: str, collector_success: Mapping[str, bool],
-            durations: Mapping[str, float] | None = None) -> Iterator[Metric]:
+            durations: Mapping[str, float] | None = None) -> Iterator[ExpositionFamily]:
     up = c.NVML_UP.new()
     up.add_metric([], 1.0 if snapshot.nvml_up else 0.0)
     yield up

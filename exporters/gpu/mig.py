@@ -14,7 +14,9 @@ from typing import Any
 
 import pynvml
 
-from gpulens.exporters.gpu.nvml import Caller, MigReading
+from gpulens.exporters.gpu.nvml import Caller, MigReading, read_processes
+
+_EMPTY_SLOT = (pynvml.NVML_ERROR_NOT_FOUND,)
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,8 @@ class MigReader:
         count = self._parent_call("nvmlDeviceGetMaxMigDeviceCount", self._handle) or 0
         slots = []
         for index in range(count):
-            mig = self._call("nvmlDeviceGetMigDeviceHandleByIndex", self._handle, index)
-            if mig is None:  # NotFound: an empty slot, not asked again until the next rescan
+            mig = self._call("nvmlDeviceGetMigDeviceHandleByIndex", self._handle, index, expected=_EMPTY_SLOT)
+            if mig is None:  # NotFound: an empty slot (not an error), not asked again until the next rescan
                 continue
             gi = self._call("nvmlDeviceGetGpuInstanceId", mig)
             ci = self._call("nvmlDeviceGetComputeInstanceId", mig)
@@ -81,6 +83,14 @@ class MigReader:
                 profile=profile_of(self._call("nvmlDeviceGetName", mig) or ""),
             ))
         return tuple(slots)
+
+    def processes(self) -> tuple[tuple[int, float], ...]:
+        """(pid, used bytes) over every instance, from each MIG handle (no root needed, unlike the parent)."""
+        used: dict[int, float] = {}
+        for slot in self._slots or ():
+            for pid, value in read_processes(self._call, slot.handle):
+                used[pid] = used.get(pid, 0.0) + value
+        return tuple(sorted(used.items()))
 
     def _read(self, slot: _Slot) -> MigReading:
         mem = self._call("nvmlDeviceGetMemoryInfo", slot.handle, pynvml.nvmlMemory_v2)

@@ -17,15 +17,15 @@ import pynvml
 
 # Clock-event reasons, one 0/1 series each (nvmlDeviceGetCurrentClocksEventReasons bitmask).
 CLOCK_EVENT_REASONS = {
-    "gpu_idle": 0x1,
-    "applications_clocks_setting": 0x2,
-    "sw_power_cap": 0x4,
-    "hw_slowdown": 0x8,
-    "sync_boost": 0x10,
-    "sw_thermal_slowdown": 0x20,
-    "hw_thermal_slowdown": 0x40,
-    "hw_power_brake_slowdown": 0x80,
-    "display_clock_setting": 0x100,
+    "gpu_idle": pynvml.nvmlClocksEventReasonGpuIdle,
+    "applications_clocks_setting": pynvml.nvmlClocksEventReasonApplicationsClocksSetting,
+    "sw_power_cap": pynvml.nvmlClocksEventReasonSwPowerCap,
+    "hw_slowdown": pynvml.nvmlClocksEventReasonHwSlowdown,
+    "sync_boost": pynvml.nvmlClocksEventReasonSyncBoost,
+    "sw_thermal_slowdown": pynvml.nvmlClocksEventReasonSwThermalSlowdown,
+    "hw_thermal_slowdown": pynvml.nvmlClocksEventReasonHwThermalSlowdown,
+    "hw_power_brake_slowdown": pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown,
+    "display_clock_setting": pynvml.nvmlClocksEventReasonDisplayClockSetting,
 }
 NVLINK_ERROR_TYPES = {
     "replay": pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
@@ -58,40 +58,70 @@ def error_name(err: BaseException) -> str:
 
 
 class Caller:
-    """Calls NVML for one device: skips remembered NotSupported calls and counts errors by name."""
+    """Calls NVML for one device: skips remembered NotSupported calls and counts errors by name.
+
+    The NotSupported memory is keyed by (function, handle, arguments), so one MIG instance's answer
+    never silences another's; a function is counted NotSupported once per device, whatever its args.
+    """
 
     def __init__(self, nvml: Any, errors: Counter[tuple[str, str]]):
         self.nvml = nvml
         self.errors = errors
-        self.unsupported: set[tuple[str, tuple[Any, ...]]] = set()
+        self.unsupported: set[tuple[str, Any, tuple[Any, ...]]] = set()
+        self._counted_absent: set[str] = set()
 
-    def __call__(self, fn: str, handle: Any, *args: Any) -> Any:
+    def is_unsupported(self, fn: str, handle: Any, *args: Any) -> bool:
+        return (fn, address(handle), args) in self.unsupported
+
+    def __call__(self, fn: str, handle: Any, *args: Any, expected: tuple[int, ...] = ()) -> Any:
         """The call's result, or None when it failed; raises GpuLost / NvmlDown for the sampler.
 
         Arguments must be hashable (pass field id lists as tuples): they key the NotSupported memory.
+        `expected` error codes are normal answers (an empty MIG slot's NotFound): None, not counted.
         """
-        key = (fn, args)
+        key = (fn, address(handle), args)
         if key in self.unsupported:
             return None
         try:
-            return getattr(self.nvml, fn)(handle, *args)
+            function = getattr(self.nvml, fn)
+        except AttributeError:  # an older pynvml without this binding: as absent as FunctionNotFound
+            self._absent(key, "FunctionNotFound")
+            return None
+        try:
+            return function(handle, *args)
         except pynvml.NVMLError as err:
-            self.errors[(fn, error_name(err))] += 1
+            if err.value in expected:
+                return None
             if err.value in _ABSENT:
-                self.unsupported.add(key)
-            elif err.value in _LOST:
+                self._absent(key, error_name(err))
+                return None
+            self.errors[(fn, error_name(err))] += 1
+            if err.value in _LOST:
                 raise GpuLost(fn) from err
-            elif err.value in _DOWN:
+            if err.value in _DOWN:
                 raise NvmlDown(fn) from err
             return None
-        except pynvml.NVMLLibraryMismatchError:  # not an NVMLError (REFERENCE.md): unversioned process call
-            self.errors[(fn, "LibraryMismatch")] += 1
-            self.unsupported.add(key)
+        except pynvml.NVMLLibraryMismatchError:  # not an NVMLError: the unversioned process call on an older library
+            self._absent(key, "LibraryMismatch")
             return None
-        except AttributeError:  # an older pynvml without this binding: as absent as FunctionNotFound
-            self.errors[(fn, "FunctionNotFound")] += 1
-            self.unsupported.add(key)
+        except (AttributeError, TypeError, ValueError) as err:  # a binding that broke inside: this answer only
+            self.errors[(fn, type(err).__name__)] += 1
             return None
+
+    def absent(self, fn: str, handle: Any, *args: Any) -> None:
+        """Record a NotSupported answered inside a result (a field value's own return code)."""
+        self._absent((fn, address(handle), args), "NotSupported")
+
+    def _absent(self, key: tuple[str, Any, tuple[Any, ...]], error: str) -> None:
+        self.unsupported.add(key)
+        if key[0] not in self._counted_absent:  # once per device and function, as the help text says
+            self._counted_absent.add(key[0])
+            self.errors[(key[0], error)] += 1
+
+    def forget_unsupported(self) -> None:
+        """Ask everything again (MIG mode changed what the board supports)."""
+        self.unsupported.clear()
+        self._counted_absent.clear()
 
 
 @dataclass(frozen=True)
@@ -207,7 +237,7 @@ def read_gpu(call: Caller, identity: Identity, handle: Any, processes: bool,
     fast = _read_fast(call, handle, fields, links, processes, mig, gpm)
     fast["nvlink_links"] = float(links) if links else None
     # A GPU whose core readings all just failed (Unknown, Timeout…) is down, not "up with no data".
-    fast["up"] = any(fast[f] is not None for f, _ in _CORE) or all(k in call.unsupported for _, k in _CORE)
+    fast["up"] = any(fast[f] is not None for f, _ in _CORE) or all(call.is_unsupported(fn, handle, *args) for _, (fn, args) in _CORE)
     if previous is not None:
         return replace(previous, **fast)
     return GpuReading(identity=identity, **fast, **_read_slow(call, handle, links))
@@ -247,7 +277,7 @@ def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, 
         pcie_width=call("nvmlDeviceGetCurrPcieLinkWidth", handle),
         pcie_tx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES),
         pcie_rx=fields.get(pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
-        processes=_read_processes(call, handle) if processes else (),
+        processes=_processes(call, handle, mig, bool(mig_readings)) if processes else (),
         mig_mode=mig_mode,
         mig=mig_readings,
         gpm=gpm(),
@@ -257,7 +287,7 @@ def _read_fast(call: Caller, handle: Any, fields: dict[int, float], links: int, 
 def _temperature(call: Caller, handle: Any) -> float | None:
     """GetTemperatureV (drivers 570+), else the deprecated GetTemperature older drivers still have."""
     value = call("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU)
-    if value is None and ("nvmlDeviceGetTemperatureV", (pynvml.NVML_TEMPERATURE_GPU,)) in call.unsupported:
+    if value is None and call.is_unsupported("nvmlDeviceGetTemperatureV", handle, pynvml.NVML_TEMPERATURE_GPU):
         value = call("nvmlDeviceGetTemperature", handle, pynvml.NVML_TEMPERATURE_GPU)
     return value
 
@@ -306,6 +336,8 @@ def _read_fields(call: Caller, handle: Any) -> dict[int, float]:
         value = field_value(fv)
         if value is not None:
             out[int(fv.fieldId)] = value
+        elif fv.nvmlReturn == pynvml.NVML_ERROR_NOT_SUPPORTED:  # this board lacks the field: say so once
+            call.absent("nvmlDeviceGetFieldValues", handle, int(fv.fieldId))
     return out
 
 
@@ -358,7 +390,14 @@ def _read_nvlink_health(call: Caller, handle: Any, links: int) -> dict[str, Any]
     return {"nvlink_up": up, "nvlink_errors": errors}
 
 
-def _read_processes(call: Caller, handle: Any) -> tuple[tuple[int, float], ...]:
+def _processes(call: Caller, handle: Any, mig: Any, mig_enabled: bool) -> tuple[tuple[int, float], ...]:
+    """Compute processes of the GPU; under MIG per instance handle (the parent needs root there)."""
+    if mig_enabled and hasattr(mig, "processes"):
+        return tuple(mig.processes())
+    return read_processes(call, handle)
+
+
+def read_processes(call: Caller, handle: Any) -> tuple[tuple[int, float], ...]:
     procs = call("nvmlDeviceGetComputeRunningProcesses", handle)
     if not procs:
         return ()

@@ -12,14 +12,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pynvml
 
+from gpulens import events as gpulens_events
 from gpulens.exporters.gpu.gpm import GpmReader
 from gpulens.exporters.gpu.mig import MigReader
 from gpulens.exporters.gpu.nvml import (
+    CLOCK_EVENT_REASONS,
     Caller,
     GpuLost,
     GpuReading,
@@ -70,6 +72,20 @@ class _Device:
     lost: bool = False
     last: GpuReading | None = None  # carries the slow families between their refreshes
     slow_at: float = 0.0
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (last raw, monotonic total)
+
+    def monotonic(self, name: str, raw: float | None) -> float | None:
+        """NVML's PCIe byte counters wrap (and reset with the driver): export a total that never goes back."""
+        if raw is None:
+            return None
+        last = self.counters.get(name)
+        if last is None:
+            total = raw
+        else:
+            delta = raw - last[0]
+            total = last[1] + (delta if delta >= 0 else raw)  # wrapped: count from 0, lose under one interval
+        self.counters[name] = (raw, total)
+        return total
 
 
 class Sampler:
@@ -90,6 +106,7 @@ class Sampler:
         self._log = log or logging.getLogger("gpulens.sampler")
         self._nvml_state = StateLog(self._log, "nvml")
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._throttle = gpulens_events.ThrottleEpisodes(CLOCK_EVENT_REASONS)  # gpu.throttle.start/stop events
         self._devices: list[_Device] = []
         self._initialized = False
         self._nvml_error = ""
@@ -239,6 +256,7 @@ class Sampler:
         return _Device(index, handle, identity, call, MigReader(call, handle, clock=self._clock), gpm, log)
 
     def _read(self, device: _Device) -> GpuReading:
+        was_lost = device.lost
         if device.lost:
             recovered = self._open(device.index, device)
             if recovered.lost:
@@ -254,7 +272,15 @@ class Sampler:
             device.gpm.close()
             device.log.failed("GpuIsLost", f"GPU {device.index} ({device.identity.uuid}) lost in {err}",
                                gpu={"index": device.index, "uuid": device.identity.uuid})
+            gpulens_events.emit(gpulens_events.gpu_lost(gpulens_events.Gpu(device.index, device.identity.uuid), "GpuIsLost"))
             return GpuReading(identity=device.identity, up=False)
+        reading = replace(reading, pcie_tx=device.monotonic("pcie_tx", reading.pcie_tx),
+                          pcie_rx=device.monotonic("pcie_rx", reading.pcie_rx))
+        if was_lost:
+            gpulens_events.emit(gpulens_events.gpu_recovered(gpulens_events.Gpu(device.index, device.identity.uuid)))
+        episode = self._throttle.update(gpulens_events.Gpu(device.index, device.identity.uuid), reading.clock_events, self._wall())
+        if episode is not None:
+            gpulens_events.emit(episode)
         device.log.ok(f"GPU {device.index} ({device.identity.uuid}) answering",
                       gpu={"index": device.index, "uuid": device.identity.uuid})
         if previous is None:
@@ -263,7 +289,7 @@ class Sampler:
             self.generation += 1
         elif device.last.mig_mode != reading.mig_mode:
             # MIG on/off changes what NVML supports (utilization, remapped rows): ask again, all of it
-            device.call.unsupported.clear()
+            device.call.forget_unsupported()
             device.slow_at = 0.0
         device.last = reading
         return reading

@@ -76,7 +76,8 @@ PSTATE = _g("gpulens_gpu_performance_state", "Performance state, 0 (P0, max) to 
             source="nvmlDeviceGetPerformanceState")
 
 # --- clocks --------------------------------------------------------------------------------------
-SM_CLOCK = _g("gpulens_gpu_sm_clock_hertz", "SM clock (nvmlDeviceGetClockInfo NVML_CLOCK_SM, MHz*1e6).", source="nvmlDeviceGetClockInfo", unit="hertz")
+SM_CLOCK = _g("gpulens_gpu_sm_clock_hertz", "SM clock (nvmlDeviceGetClockInfo NVML_CLOCK_SM, MHz*1e6).", source="nvmlDeviceGetClockInfo",
+              unit="hertz")
 MEM_CLOCK = _g("gpulens_gpu_memory_clock_hertz", "Memory clock (nvmlDeviceGetClockInfo NVML_CLOCK_MEM, MHz*1e6).",
                source="nvmlDeviceGetClockInfo", unit="hertz")
 SM_CLOCK_MAX = _g("gpulens_gpu_sm_clock_max_hertz", "Maximum SM clock (nvmlDeviceGetMaxClockInfo NVML_CLOCK_SM).",
@@ -142,13 +143,15 @@ NVLINK_RX = _c("gpulens_gpu_nvlink_receive_bytes_total",
 NVLINK_ERRORS = Family("gpulens_gpu_nvlink_errors_total", "counter",
                        "NVLink errors by type (replay|recovery|crc_flit), summed over links (nvmlDeviceGetNvLinkErrorCounter).",
                        GPU_POD + ("type",), "nvmlDeviceGetNvLinkErrorCounter")
-NVLINK_UP = Family("gpulens_gpu_nvlink_up", "gauge", "1 if the NVLink link is active, per link; with --nvlink-per-link (nvmlDeviceGetNvLinkState).",
+NVLINK_UP = Family("gpulens_gpu_nvlink_up", "gauge",
+                   "1 if the NVLink link is active, per link; with --nvlink-per-link (nvmlDeviceGetNvLinkState).",
                    GPU_POD + ("link",), "nvmlDeviceGetNvLinkState")
 NVLINK_LINK_TX = Family("gpulens_gpu_nvlink_link_transmit_bytes_total", "counter",
                         "NVLink data bytes sent per link; with --nvlink-per-link (field NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB*1024).",
                         GPU_POD + ("link",), "nvmlDeviceGetFieldValues", unit="bytes")
 NVLINK_LINK_RX = Family("gpulens_gpu_nvlink_link_receive_bytes_total", "counter",
-                        "NVLink data bytes received per link; with --nvlink-per-link (field NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, KiB*1024).",
+                        "NVLink data bytes received per link; with --nvlink-per-link "
+                        "(field NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, KiB*1024).",
                         GPU_POD + ("link",), "nvmlDeviceGetFieldValues", unit="bytes")
 NVLINK_LINK_ERRORS = Family("gpulens_gpu_nvlink_link_errors_total", "counter",
                             "NVLink errors per link by type; with --nvlink-per-link (nvmlDeviceGetNvLinkErrorCounter).",
@@ -190,8 +193,10 @@ GPM_FP64 = _gpm("gpulens_gpu_fp64_pipe_activity_ratio", "Fraction of cycles the 
 GPM_DRAM = _gpm("gpulens_gpu_dram_bandwidth_utilization_ratio", "DRAM bandwidth used over the peak", unit="ratio")
 GPM_PCIE_TX = _gpm("gpulens_gpu_pcie_transmit_rate_bytes_per_second", "PCIe transmit rate over the GPM window", unit="bytes_per_second")
 GPM_PCIE_RX = _gpm("gpulens_gpu_pcie_receive_rate_bytes_per_second", "PCIe receive rate over the GPM window", unit="bytes_per_second")
-GPM_NVLINK_TX = _gpm("gpulens_gpu_nvlink_transmit_rate_bytes_per_second", "NVLink transmit rate, all links, over the GPM window", unit="bytes_per_second")
-GPM_NVLINK_RX = _gpm("gpulens_gpu_nvlink_receive_rate_bytes_per_second", "NVLink receive rate, all links, over the GPM window", unit="bytes_per_second")
+GPM_NVLINK_TX = _gpm("gpulens_gpu_nvlink_transmit_rate_bytes_per_second", "NVLink transmit rate, all links, over the GPM window",
+                     unit="bytes_per_second")
+GPM_NVLINK_RX = _gpm("gpulens_gpu_nvlink_receive_rate_bytes_per_second", "NVLink receive rate, all links, over the GPM window",
+                     unit="bytes_per_second")
 
 # --- XID and other NVML events ---------------------------------------------------------------------
 XID_ERRORS = Family("gpulens_gpu_xid_errors_total", "counter",
@@ -263,10 +268,14 @@ DCGM_PROF_DRAM = _dcgm("DCGM_FI_PROF_DRAM_ACTIVE", "Ratio of cycles the device m
 DCGM_PROF_FP64 = _dcgm("DCGM_FI_PROF_PIPE_FP64_ACTIVE", "Ratio of cycles the fp64 pipes are active.")
 DCGM_PROF_FP32 = _dcgm("DCGM_FI_PROF_PIPE_FP32_ACTIVE", "Ratio of cycles the fp32 pipes are active.")
 DCGM_PROF_FP16 = _dcgm("DCGM_FI_PROF_PIPE_FP16_ACTIVE", "Ratio of cycles the fp16 pipes are active.")
-DCGM_PROF_PCIE_TX = _dcgm("DCGM_FI_PROF_PCIE_TX_BYTES", "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.")
-DCGM_PROF_PCIE_RX = _dcgm("DCGM_FI_PROF_PCIE_RX_BYTES", "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.")
-DCGM_PROF_NVLINK_TX = _dcgm("DCGM_FI_PROF_NVLINK_TX_BYTES", "The rate of data transmitted over NVLink, not including protocol headers, in bytes per second.")
-DCGM_PROF_NVLINK_RX = _dcgm("DCGM_FI_PROF_NVLINK_RX_BYTES", "The rate of data received over NVLink, not including protocol headers, in bytes per second.")
+DCGM_PROF_PCIE_TX = _dcgm("DCGM_FI_PROF_PCIE_TX_BYTES", "The rate of data transmitted over the PCIe bus - including both "
+                                                        "protocol headers and data payloads - in bytes per second.")
+DCGM_PROF_PCIE_RX = _dcgm("DCGM_FI_PROF_PCIE_RX_BYTES", "The rate of data received over the PCIe bus - including both protocol "
+                                                        "headers and data payloads - in bytes per second.")
+DCGM_PROF_NVLINK_TX = _dcgm("DCGM_FI_PROF_NVLINK_TX_BYTES", "The rate of data transmitted over NVLink, not including protocol "
+                                                            "headers, in bytes per second.")
+DCGM_PROF_NVLINK_RX = _dcgm("DCGM_FI_PROF_NVLINK_RX_BYTES", "The rate of data received over NVLink, not including protocol "
+                                                            "headers, in bytes per second.")
 
 
 def families() -> list[Family]:

@@ -21,7 +21,7 @@ import time
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pynvml
 
@@ -167,7 +167,7 @@ class _Instance:
         self.profile: MigProfile = slot.profile
         self.uuid = _uuid("MIG", f"{seed}:{gpu}:{self.gi}")
         self.curve = _Curve(random.Random(f"{seed}:{gpu}:{self.gi}"))
-        self.handle: object = SimHandle(gpu, self.gi)  # replaced by a ctypes pointer when attached
+        self.handle: Any = SimHandle(gpu, self.gi)  # replaced by a ctypes pointer when attached
         self.pid = 30000 + 100 * gpu + self.gi  # one inference process per MIG instance by default
 
 
@@ -1008,7 +1008,7 @@ class SimulatedNVML:
         if gpu is not None:
             self._gpu(gpu)
 
-    def _pointer(self, handle: SimHandle) -> object:
+    def _pointer(self, handle: SimHandle) -> Any:
         """A new c_nvmlDevice_t pointer naming `handle` (kept alive by the sim)."""
         buffer = ctypes.create_string_buffer(8)
         self._buffers.append(buffer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-
 import threading
 import time
 
@@ -627,4 +626,17 @@ def test_pcie_byte_counters_wrap(clock: FakeClock) -> None:
     for _ in range(10):
         seen.append(nv.nvmlDeviceGetFieldValues(h, [pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES])[0].value.ullVal)
         clock.advance(1.0)
-    assert all(v < 1 << 33 for v in seen) and any(b < a for a, b in zip(seen, seen[1:]))
+    assert all(v < 1 << 33 for v in seen) and any(b < a for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_demo_pods_are_consistent_with_mig() -> None:
+    from gpulens.sim.kubelet import demo_pods
+
+    nv = SimulatedNVML(count=2, model="a100-40gb")
+    nv.set_mig(1, "1g.5gb+2g.10gb")
+    pods = demo_pods(nv.devices())
+    held = {(resource, device) for pod in pods for _, resource, ids in pod.containers for device in ids}
+    gpu0, gpu1 = nv.devices()
+    assert ("nvidia.com/gpu", gpu0[0]) in held
+    assert not any(device == gpu1[0] for _, device in held)  # a GPU in MIG mode is not also handed out whole
+    assert {(r, d) for r, d in held if r.startswith("nvidia.com/mig-")} == {(f"nvidia.com/mig-{p}", u) for u, p in gpu1[1]}

@@ -14,11 +14,12 @@ from pathlib import Path
 from gpulens.exporters.gpu.app import GpuExporter
 from gpulens.exporters.gpu.config import GpuExporterConfig
 from gpulens.sim import SimulatedNVML
-from tests.exporters.test_gpu_exporter import Clock
+from tests.exporters.gpu.test_gpu_exporter import Clock
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "gpu_exporter_h100.prom"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "gpu_exporter_h100.prom"
 # Lines that legitimately differ between machines and runs: interpreter version, timings.
-VOLATILE = re.compile(r"^(gpulens_build_info|gpulens_gpu_sample_duration_seconds|gpulens_gpu_sample_age_seconds|gpulens_collector_duration_seconds|process_|# HELP process_|# TYPE process_)")
+VOLATILE = re.compile(r"^(gpulens_build_info|gpulens_gpu_sample_duration_seconds|gpulens_gpu_sample_age_seconds"
+                      r"|gpulens_collector_duration_seconds|process_|# HELP process_|# TYPE process_)")
 
 
 def _render() -> str:

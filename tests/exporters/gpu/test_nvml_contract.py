@@ -13,7 +13,7 @@ import pynvml
 
 from gpulens.sim import SIMULATED_FUNCTIONS, SimulatedNVML
 
-EXPORTERS = Path(__file__).resolve().parents[2] / "exporters"
+EXPORTERS = Path(__file__).resolve().parents[3] / "exporters"
 NAME = re.compile(r"(?:call\(\"|nvml\.|pynvml\.)(nvml[A-Z]\w+|NVML_\w+)")
 # Deliberately not simulated: the fallback for drivers older than 570 (the sim models a current driver).
 FALLBACKS = {"nvmlDeviceGetTemperature"}

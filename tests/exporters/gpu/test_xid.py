@@ -88,13 +88,12 @@ def test_xid_is_logged_as_an_ecs_alert_with_pod(capsys) -> None:
     finally:
         exporter.events.stop()
         exporter.sampler.stop()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"gpu-xid"' in line]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"gpu.xid"' in line]
     assert len(lines) == 1
     event = lines[0]
     assert event["event"]["kind"] == "alert" and event["event"]["code"] == "79"
-    assert event["gpu"]["uuid"] == uuid
-    assert event["orchestrator"]["namespace"] == "models"
-    assert event["orchestrator"]["resource"]["name"] == "llama-0"
+    assert event["gpu"]["uuid"] == uuid and event["service"]["name"] == "gpulens-gpu-exporter"
+    assert event["workload"] == {"namespace": "models", "pod": "llama-0", "container": "kserve-container"}
     assert "fallen off the bus" in event["message"]
 
 
