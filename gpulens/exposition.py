@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from gpulens.metrics.family import Family
@@ -30,17 +30,16 @@ _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class ExpositionFamily(Protocol):
-    """What `Family.new()` returns: a family to `add_metric` rows to, rendered once per sample."""
+class ExpositionFamily(Metric):
+    """The type `Family.new()` returns: a prometheus_client `Metric` you can `add_metric` rows to.
 
-    name: str
-    type: str
-    documentation: str
+    At runtime it is a `MetricFamily` (plain gauges and counters, the fast path) or one of
+    prometheus_client's `*MetricFamily` classes; this class only names what both offer, for type
+    checkers (it is never instantiated). So collectors typed `Iterator[Metric]` keep checking.
+    """
 
-    @property
-    def samples(self) -> list[Sample]: ...
-
-    def add_metric(self, labels: Sequence[str], value: Any, *args: Any, **kwargs: Any) -> None: ...
+    def add_metric(self, labels: Sequence[str], value: Any, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
 
 
 class _One:
@@ -176,7 +175,7 @@ def new_family(family: Family, extra_labels: tuple[str, ...] = ()) -> Exposition
     """
     labels = list(family.labels + extra_labels)
     if family.kind in ("gauge", "counter"):
-        return MetricFamily(family.name, family.kind, family.help, labels, family.unit)
+        return cast(ExpositionFamily, MetricFamily(family.name, family.kind, family.help, labels, family.unit))
     return new_library_family(family, extra_labels)
 
 

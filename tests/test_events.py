@@ -152,7 +152,7 @@ def test_the_gpu_exporter_emits_lost_recovered_and_xid_events() -> None:
     import dataclasses
 
     from gpulens.sim import SimulatedNVML
-    from tests.exporters.test_gpu_exporter import CFG, Clock, _cycles, _exporter
+    from tests.exporters.gpu.test_gpu_exporter import CFG, Clock, _cycles, _exporter
 
     clock = Clock()
     nv = SimulatedNVML(count=2, model="h100", clock=clock)

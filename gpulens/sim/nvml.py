@@ -32,6 +32,7 @@ DRIVER_VERSION = "570.86.15"
 CUDA_DRIVER_VERSION = 12080
 NO_INSTANCE = 0xFFFFFFFF  # NVML's gpuInstanceId/computeInstanceId for "not a MIG process or event"
 MIN_GPM_INTERVAL_S = 0.1  # closer samples make nvmlGpmMetricsGet raise NVMLError_InvalidArgument
+MAX_PENDING_EVENTS = 10_000  # events raised before any set registered their GPU, kept for the first one
 
 _BUCKET_S = 5.0  # the load curve is linear between seeded values 5 s apart ...
 _BUCKETS = 48  # ... repeating every 4 minutes
@@ -313,6 +314,7 @@ class SimulatedNVML:
             self.set_latency(name, seconds)
         self._samples: dict[int, _Sample] = {}
         self._event_sets: list[_EventSet] = []
+        self._pending_events: dict[int, collections.deque[tuple[int, int, int, int]]] = {}
         self._lock = threading.Lock()
         if mig is not None:
             slots = parse_layout(mig, self.model)
@@ -785,9 +787,18 @@ class SimulatedNVML:
         event_set = self._event_set(eventSet)
         if eventTypes & ~self._supported_events():
             raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        with self._lock:
+            pending = self._pending_events.get(handle.gpu, collections.deque())
+            waiting = [e for e in pending if e[0] & eventTypes]
+            for e in waiting:
+                pending.remove(e)
         with event_set.cond:
             mask = event_set.registered.get(handle.gpu, (0, None))[0]
             event_set.registered[handle.gpu] = (mask | eventTypes, self._handles[handle.gpu])
+            for event_type, data, gi, ci in waiting:
+                event_set.queue.append(self._event(self._handles[handle.gpu], event_type, data, gi, ci))
+            if waiting:
+                event_set.cond.notify()
 
     @_api("system")
     def nvmlEventSetWait_v2(self, eventSet: _EventSet, timeoutms: int) -> pynvml.c_nvmlEventData_t:
@@ -896,20 +907,35 @@ class SimulatedNVML:
         gpu_instance_id: int = NO_INSTANCE,
         compute_instance_id: int = NO_INSTANCE,
     ) -> None:
-        """Queue an event into every set that registered this GPU for `event_type`."""
+        """Queue an event into every set that registered this GPU for `event_type`.
+
+        An event no set wants yet (nothing registered: e.g. a fault scheduled at start) is kept, up to
+        MAX_PENDING_EVENTS per GPU, and delivered to the first set that registers for its type, so a
+        demo's XID at 0 s is seen; real NVML would drop it.
+        """
         self._gpu(gpu)
         with self._lock:
             event_sets = list(self._event_sets)
+        delivered = False
         for event_set in event_sets:
             with event_set.cond:
                 mask, handle = event_set.registered.get(gpu, (0, self._handles[gpu]))
                 if mask & event_type:
-                    event = pynvml.c_nvmlEventData_t()
-                    event.device = handle  # type: ignore[assignment]
-                    event.eventType, event.eventData = event_type, data
-                    event.gpuInstanceId, event.computeInstanceId = gpu_instance_id, compute_instance_id
-                    event_set.queue.append(event)
+                    event_set.queue.append(self._event(handle, event_type, data, gpu_instance_id, compute_instance_id))
                     event_set.cond.notify()
+                    delivered = True
+        if not delivered:
+            with self._lock:
+                pending = self._pending_events.setdefault(gpu, collections.deque(maxlen=MAX_PENDING_EVENTS))
+                pending.append((event_type, data, gpu_instance_id, compute_instance_id))
+
+    @staticmethod
+    def _event(handle: Any, event_type: int, data: int, gpu_instance_id: int, compute_instance_id: int) -> pynvml.c_nvmlEventData_t:
+        event = pynvml.c_nvmlEventData_t()
+        event.device = handle
+        event.eventType, event.eventData = event_type, data
+        event.gpuInstanceId, event.computeInstanceId = gpu_instance_id, compute_instance_id
+        return event
 
     def inject_xid(self, gpu: int, xid: int, gpu_instance_id: int = NO_INSTANCE, compute_instance_id: int = NO_INSTANCE) -> None:
         """Queue an XID critical error (eventData = xid), e.g. 79 before lose_gpu, 48/94/95 for ECC."""

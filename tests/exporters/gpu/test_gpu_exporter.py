@@ -500,3 +500,17 @@ def _run_dcgm(nv: SimulatedNVML, clock: Clock) -> GpuExporter:
     exporter = _exporter(nv, clock, replace(CFG, compat="dcgm"))
     _cycles(exporter, clock)
     return exporter
+
+
+def test_a_dead_background_thread_fails_readyz() -> None:
+    nv = SimulatedNVML(count=1, model="h100")
+    exporter = GpuExporter(replace(CFG, interval_seconds=0.05, xid_events=True), nv, "simulated")
+    exporter.start()
+    try:
+        _wait(lambda: exporter.ready() == (True, "ok"))
+        assert exporter.events is not None
+        exporter.events.loop.stop()  # as if the thread had died
+        ready, reason = exporter.ready()
+        assert not ready and reason == "background thread stopped: nvml-events"
+    finally:
+        exporter.stop()
