@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-gpu bench soak readme lint venv prometheus clean
+.PHONY: run test test-gpu bench soak readme lint venv prometheus clean dashboards alerts check-alerts grafana-schema
 
 # Every extra the tests exercise. torch first, pinned: pip then keeps that CPU build instead of
 # resolving `torch>=…` for kserve's extra to a multi-GB CUDA build.
-EXTRAS ?= test,kserve,probe,modelserver,elk
+EXTRAS ?= test,kserve,probe,modelserver,elk,dashboards
 TORCH ?= torch==2.13.0
 
 $(STAMP): pyproject.toml
@@ -34,7 +34,7 @@ prometheus:
 run: $(STAMP) prometheus
 	$(BIN)/gpulens up $(ARGS)
 
-test: $(STAMP) prometheus
+test: $(STAMP) prometheus grafana-schema
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # On a machine with an NVIDIA GPU and driver: real NVML, every family present or NotSupported.
@@ -54,6 +54,33 @@ lint: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/ruff check gpulens exporters probes dashboards alerts elk tests bench
 	$(BIN)/mypy gpulens exporters probes dashboards alerts elk
+
+# Dashboards and alerts as code: regenerate the checked-in JSON and rule YAML (tests fail on drift).
+dashboards: $(STAMP)
+	$(BIN)/python -m gpulens.dashboards.build
+
+alerts: $(STAMP)
+	$(BIN)/python -m gpulens.alerts.build
+
+# The real tools on the generated files: promtool check + unit tests, amtool config and every routing case.
+check-alerts: $(STAMP) prometheus
+	$(BIN)/python -m gpulens.alerts.build --check
+	promtool check rules alerts/rules/*.yaml
+	cd alerts/tests && promtool test rules *.yaml
+	amtool check-config alerts/alertmanager.yml
+	$(BIN)/python -c 'import yaml; [print(" ".join(c["receivers"]), *[f"{k}={v}" for k, v in c["labels"].items()]) for c in yaml.safe_load(open("alerts/alertmanager-routes.yaml"))]' | \
+	  while read -r want labels; do \
+	    amtool config routes test --config.file=alerts/alertmanager.yml --verify.receivers=$$want $$labels >/dev/null || { echo "route: $$labels -> want $$want"; exit 1; }; \
+	  done
+	@echo "alert routing: all cases pass"
+
+# Grafana's published dashboard types (npm @grafana/schema), turned into JSON Schema once; the
+# dashboard tests validate every generated dashboard against it.
+GRAFANA_SCHEMA_DIR := .cache/grafana-schema
+GRAFANA_SCHEMA := $(GRAFANA_SCHEMA_DIR)/dashboard.schema.json
+grafana-schema: $(GRAFANA_SCHEMA)
+$(GRAFANA_SCHEMA): dashboards/schema.sh
+	dashboards/schema.sh $(GRAFANA_SCHEMA_DIR)
 
 readme: $(STAMP)
 	$(BIN)/python -m gpulens.docs README.md

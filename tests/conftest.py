@@ -11,6 +11,8 @@ import pytest
 from gpulens.sim.modelserver import ModelServerProcess
 from tests.tools import require_tool
 
+pytest_plugins = ["tests.gpulens_stack"]  # the Prometheus + Alertmanager stack of tests/dashboards and tests/alerts
+
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
