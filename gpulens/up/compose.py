@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from gpulens.up.plan import kserve_targets, probe_targets
-from gpulens.up.prometheus import render_alertmanager, render_prometheus
+from gpulens.up.plan import alertmanager_config, kserve_targets, probe_targets
+from gpulens.up.prometheus import render_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDER = ROOT / "deploy" / "compose"
@@ -33,7 +33,7 @@ SCRAPE_INTERVAL_SECONDS = 15.0
 def files() -> dict[Path, str]:
     prometheus = render_prometheus(TARGETS, ["/etc/prometheus/rules/*.yaml"], "alertmanager:9093",
                                    SCRAPE_INTERVAL_SECONDS, node="compose", cluster="compose")
-    alertmanager = render_alertmanager("http://pager:9449/", group_wait_seconds=10.0)
+    alertmanager = alertmanager_config("http://pager:9449/", group_wait_seconds=10.0)
     model_url = "http://" + TARGETS["modelserver"]
     return {
         FOLDER / "kserve-targets.yaml": HEADER + yaml.safe_dump(kserve_targets(model_url, ["classifier"]), sort_keys=False),

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gpulens.up.config import UpConfig
-from gpulens.up.prometheus import render_alertmanager, render_prometheus
+from gpulens.up.prometheus import local_alertmanager, render_alertmanager, render_prometheus
 from gpulens.up.supervisor import ChildSpec
 
 HOST = "127.0.0.1"
@@ -43,6 +43,20 @@ def rule_files() -> list[Path]:
     """The generated Prometheus rule files (alerts/rules/*.yaml)."""
     folder = _package_dir("gpulens.alerts")
     return sorted((folder / "rules").glob("*.yaml")) if folder else []
+
+
+def alertmanager_base() -> dict[str, Any] | None:
+    """Our Alertmanager routing (alerts/alertmanager.yml), if this build has it."""
+    folder = _package_dir("gpulens.alerts")
+    path = folder / "alertmanager.yml" if folder else None
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8"))) if path and path.is_file() else None
+
+
+def alertmanager_config(local_url: str, group_wait_seconds: float) -> dict[str, Any]:
+    base = alertmanager_base()
+    if base is None:
+        return render_alertmanager(local_url, group_wait_seconds)
+    return local_alertmanager(base, local_url, group_wait_seconds)
 
 
 def dashboards_dir() -> Path:
@@ -182,7 +196,7 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
 
     alertmanager = which(cfg.alertmanager_bin) or which("alertmanager")
     if alertmanager:
-        am_config = _write_yaml(run_dir / "alertmanager.yml", render_alertmanager(local_url, min(cfg.scrape_interval_seconds, 1.0)))
+        am_config = _write_yaml(run_dir / "alertmanager.yml", alertmanager_config(local_url, min(cfg.scrape_interval_seconds, 1.0)))
         p.children.append(ChildSpec("alertmanager", [
             alertmanager, f"--config.file={am_config}", f"--storage.path={run_dir / 'alertmanager-data'}",
             f"--web.listen-address={HOST}:{cfg.alertmanager_port}", "--cluster.listen-address=", f"--log.level={_go_level(cfg.log_level)}"],

@@ -7,6 +7,7 @@ service-discovery relabelling would give them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,30 @@ def render_alertmanager(webhook_url: str, group_wait_seconds: float = 1.0) -> di
         },
         "receivers": [{"name": "terminal", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
     }
+
+
+def local_alertmanager(base: Mapping[str, Any], webhook_url: str, group_wait_seconds: float = 1.0) -> dict[str, Any]:
+    """Our alertmanager.yml (alerts/alertmanager.yml) for one machine: the same routes and inhibitions, every
+    receiver that notifies anyone replaced by the local webhook (which tells pager from ticket by the
+    payload's `receiver`), and short group waits so a page arrives seconds after the alert fires."""
+    config: dict[str, Any] = {"route": copy.deepcopy(base["route"])}
+    if "resolve_timeout" in (base.get("global") or {}):
+        config["global"] = {"resolve_timeout": base["global"]["resolve_timeout"]}
+    if base.get("inhibit_rules"):
+        config["inhibit_rules"] = copy.deepcopy(base["inhibit_rules"])
+    wait, interval = _duration(group_wait_seconds), _duration(max(group_wait_seconds, 5.0))
+
+    def shorten(route: dict[str, Any], top: bool) -> None:
+        for key, value in (("group_wait", wait), ("group_interval", interval)):
+            if top or key in route:
+                route[key] = value
+        for child in route.get("routes") or []:
+            shorten(child, False)
+
+    shorten(config["route"], True)
+    config["receivers"] = [
+        {"name": r["name"], **({"webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+                               if any(k.endswith("_configs") for k in r) else {})}
+        for r in base.get("receivers") or []
+    ]
+    return config

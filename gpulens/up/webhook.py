@@ -22,14 +22,18 @@ from gpulens.up.traces import SpanRing, export_response
 MAX_BODY = 4 << 20
 
 
-def format_page(alert: dict[str, Any], status: str) -> str:
-    """One terminal line for one alert of a webhook payload."""
+KINDS = {"pager": "PAGE", "ticket": "TICKET", "chat": "CHAT"}  # alerts/alertmanager.yml's receivers
+
+
+def format_page(alert: dict[str, Any], status: str, receiver: str = "pager") -> str:
+    """One terminal line for one alert of a webhook payload; `receiver` (the route it took) says page or ticket."""
     labels = alert.get("labels", {})
     annotations = alert.get("annotations", {})
     state = alert.get("status", status).upper()
     severity = labels.get("severity", "none")
     where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
-    line = f"PAGE {state} [{severity}] {labels.get('alertname', '?')}: {annotations.get('summary', '')}"
+    kind = KINDS.get(receiver, receiver.upper() or "PAGE")
+    line = f"{kind} {state} [{severity}] {labels.get('alertname', '?')}: {annotations.get('summary', '')}"
     if where:
         line += f" ({where})"
     if annotations.get("runbook_url"):
@@ -108,15 +112,16 @@ class PageReceiver:
 
     def receive(self, payload: dict[str, Any]) -> None:
         status = str(payload.get("status", "firing"))
+        receiver = str(payload.get("receiver") or "pager")
         for alert in payload.get("alerts") or []:
-            page = {"status": alert.get("status", status), "labels": alert.get("labels", {}),
+            page = {"status": alert.get("status", status), "labels": alert.get("labels", {}), "receiver": receiver,
                     "annotations": alert.get("annotations", {}), "startsAt": alert.get("startsAt", "")}
             with self._lock:
                 self.pages.append(page)
                 if self._journal is not None:
                     with open(self._journal, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(page, sort_keys=True) + "\n")
-            self._say(format_page(alert, status))
+            self._say(format_page(alert, status, receiver))
 
     def stop(self) -> None:
         if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise

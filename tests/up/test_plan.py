@@ -105,13 +105,33 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_generated_alertmanager_config_passes_amtool_and_routes_everything_to_the_terminal(tmp_path: Path) -> None:
+def test_generated_alertmanager_config_passes_amtool_and_keeps_our_routing(tmp_path: Path) -> None:
+    """alerts/alertmanager.yml's routes and inhibitions, every receiver that notifies replaced by the local webhook."""
+    amtool = require_tool("amtool")
+    config = plan.alertmanager_config("http://127.0.0.1:9449/", 1.0)
+    base = plan.alertmanager_base()
+    assert base is not None and config["inhibit_rules"] == base["inhibit_rules"]
+    assert config["route"]["group_wait"] == "1s" and config["route"]["routes"][0]["group_wait"] == "1s"
+    urls = {r["name"]: [w["url"] for w in r.get("webhook_configs", [])] for r in config["receivers"]}
+    assert urls == {r["name"]: ["http://127.0.0.1:9449/"] if any(k.endswith("_configs") for k in r) else []
+                    for r in base["receivers"]}
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for labels, receiver in ((["severity=critical", "alertname=GpulensGpuXidCritical"], "pager"),
+                             (["severity=warning", "alertname=GpulensGpuThrottled"], "ticket")):
+        route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", *labels],
+                               capture_output=True, text=True)
+        assert route.stdout.strip() == receiver, route.stdout + route.stderr
+
+
+def test_without_our_routing_everything_goes_to_the_terminal(tmp_path: Path) -> None:
     amtool = require_tool("amtool")
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(render_alertmanager("http://127.0.0.1:9449/")))
     check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", "severity=critical",
-                            "alertname=GpulensGpuXidCritical"], capture_output=True, text=True)
+    route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", "severity=critical"],
+                           capture_output=True, text=True)
     assert route.stdout.strip() == "terminal", route.stdout + route.stderr
-

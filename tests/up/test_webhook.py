@@ -9,7 +9,7 @@ from pathlib import Path
 from gpulens.up.webhook import PageReceiver, format_page
 
 PAYLOAD = {
-    "version": "4", "status": "firing", "receiver": "terminal", "groupLabels": {"alertname": "GpulensGpuXidCritical"},
+    "version": "4", "status": "firing", "receiver": "pager", "groupLabels": {"alertname": "GpulensGpuXidCritical"},
     "alerts": [{
         "status": "firing",
         "labels": {"alertname": "GpulensGpuXidCritical", "severity": "critical", "gpu": "3", "xid": "79", "node": "box"},
@@ -23,6 +23,10 @@ def test_format_page_names_alert_severity_labels_and_runbook() -> None:
     line = format_page(PAYLOAD["alerts"][0], "firing")  # type: ignore[index]
     assert line == ("PAGE FIRING [critical] GpulensGpuXidCritical: GPU XID 79 on node box (gpu=3, node=box, xid=79) "
                     "runbook: https://r/GpulensGpuXidCritical.md")
+
+
+def test_a_ticket_route_is_printed_as_a_ticket() -> None:
+    assert format_page(PAYLOAD["alerts"][0], "firing", "ticket").startswith("TICKET FIRING [critical]")  # type: ignore[index]
 
 
 def test_receiver_prints_records_and_serves_pages(tmp_path: Path) -> None:
