@@ -39,12 +39,13 @@ test: $(STAMP) prometheus grafana-schema
 
 # On a machine with an NVIDIA GPU and driver: real NVML, every family present or NotSupported.
 test-gpu: $(STAMP)
-	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_real.py
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_real.py tests/probes/test_canary.py
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/gpu_exporter.py
 	$(BIN)/python bench/logship.py
+	$(BIN)/python bench/probe.py
 
 soak: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'

@@ -83,6 +83,10 @@ COMMANDS: dict[str, Command] = {
                          "gpulens.elk.install:main"),
     "dashboards import": Command("gpulens.dashboards.importer:DashboardsImportConfig",
                                  "Push the gpulens dashboards to Grafana (overwrite by uid).", "gpulens.dashboards.importer:main"),
+    "probe": Command("gpulens.probes.inference.config:ProbeConfig", "Probe inference services with traced requests (port 9447).",
+                     "gpulens.probes.inference.app:main"),
+    "canary": Command("gpulens.probes.canary.config:CanaryConfig", "Run the torch GPU canary and export its figures (port 9449).",
+                      "gpulens.probes.canary.app:main"),
     "up": Command("gpulens.up.config:UpConfig", "Run the whole suite on this machine (make run).", "gpulens.up.app:run"),
     "top": Command("gpulens.top:TopConfig", "Terminal view of GPUs, inference services, probes and alerts.", "gpulens.top:run"),
 }

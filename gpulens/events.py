@@ -181,7 +181,7 @@ def inferenceservice_ready_changed(namespace: str, name: str, ready: bool, reaso
 
 def probe_failed(target: str, reason: str, url: str = "", protocol: str = "", status_code: int | None = None,
                  duration_seconds: float | None = None, trace_id: str = "", model: str = "",
-                 namespace: str = "", timestamp: float | None = None) -> Event:
+                 namespace: str = "", timestamp: float | None = None, span_id: str = "") -> Event:
     """An inference probe failed: `reason` as in gpulens_probe_success's reason label; the span's trace id links to Jaeger."""
     fields: dict[str, Any] = {"probe": {"target": target}}
     if protocol:
@@ -196,7 +196,7 @@ def probe_failed(target: str, reason: str, url: str = "", protocol: str = "", st
         fields["workload"] = {"namespace": namespace}
     extra: dict[str, Any] = {}
     if trace_id:
-        extra["trace"] = {"trace": {"id": trace_id}}
+        extra["trace"] = {"trace": {"id": trace_id}, **({"span": {"id": span_id}} if span_id else {})}
     return Event("probe.failed", f"probe {target} failed: {reason}", "alert", ("web", "network"), ("error",), "error",
                  code=reason, outcome="failure", reason=reason, duration_seconds=duration_seconds, fields=fields,
                  **_at(timestamp), **extra)

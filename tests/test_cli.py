@@ -30,7 +30,7 @@ def test_unknown_flag_is_one_line_with_allowed_flags() -> None:
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "unrecognized arguments: --prot 1 (allowed: --compat, --config," in lines[0]
+    assert "unrecognized arguments: --prot 1 (allowed: --canary, --canary-interval-seconds, --compat, --config," in lines[0]
 
 
 def test_bad_value_exit_2() -> None:

@@ -72,6 +72,15 @@ class GpuExporter:
         if cfg.xid_events:
             self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
                                        self.attribution, log=self._log)
+        self.canary: Any = None
+        self._canary_loop: Any = None
+        if cfg.canary:  # torch is imported only here: the default exporter stays small
+            from gpulens.probes.canary.collectors import Canary
+            from gpulens.probes.canary.config import CanaryConfig
+
+            # auto: the CUDA GPUs when present, else the CPU (labelled device="cpu"), as `gpulens canary`
+            self.canary = Canary(CanaryConfig(interval_seconds=cfg.canary_interval_seconds), log=self._log)
+            self._canary_loop = self.canary.loop()
 
     def _sampled(self, snapshot: Snapshot) -> None:
         """Scrapers active since the last sample will want this one: render it now, off their path.
@@ -100,8 +109,12 @@ class GpuExporter:
             self.pods.start()
         if self.events is not None:
             self.events.start()
+        if self._canary_loop is not None:
+            self._canary_loop.start()
 
     def stop(self) -> None:
+        if self._canary_loop is not None:
+            self._canary_loop.stop()
         if self.events is not None:
             self.events.stop()
         if self.pods is not None:
@@ -117,6 +130,8 @@ class GpuExporter:
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
+        if self.canary is not None:
+            out["canary"] = self.canary.collect
         out["process"] = lambda: cast(Iterable[ExpositionFamily], _PROCESS.collect())
         return out
 
@@ -361,6 +376,11 @@ def main(cfg: GpuExporterConfig) -> int:
             problems.append(f"simulate-faults: {err}")
         except ValueError as err:
             problems.append(f"simulate: {err}")
+    if cfg.canary:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            problems.append("canary: torch is not installed: pip install 'gpulens[canary]'")
     if cfg.web_config_file:
         try:
             load_web_config(cfg.web_config_file)

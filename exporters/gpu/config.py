@@ -35,6 +35,8 @@ class GpuExporterConfig:
     nvlink_per_link: bool = opt(False, "Export NVLink bytes, errors and state per link (108 series per H100) besides the per-GPU totals.")
     gpm: bool = opt(True, "Sample NVML GPM activity metrics on GPUs that support them (Hopper+).")
     xid_events: bool = opt(True, "Watch NVML events (XID, ECC, clocks) on their own thread.")
+    canary: bool = opt(False, "Run the torch GPU canary in this process (needs the canary extra; see `gpulens canary`).")
+    canary_interval_seconds: float = opt(300.0, "Time between two canary rounds.", minimum=1.0, maximum=86400.0)
     pod_attribution: bool = opt(True, "Label GPU series with the pod holding the GPU (kubelet PodResources).")
     podresources_socket: str = opt("/var/lib/kubelet/pod-resources/kubelet.sock", "kubelet PodResources v1 socket.")
     podresources_interval_seconds: float = opt(10.0, "How often to refresh pod attribution.", minimum=0.1, maximum=3600)

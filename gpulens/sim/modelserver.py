@@ -10,8 +10,13 @@ Models (`--models`, comma-separated; each `kind` or `name=kind`):
   slow         the classifier after sleeping `--delay-seconds` (latency injection)
   broken       raises → HTTP 500 (a model that errors)
   wrong-shape  answers FP32 [N,3] where its metadata promises [N,4]
+  llm          a tiny character-level torch generator (fixed random weights) behind KServe's OpenAI
+               endpoints (`/openai/v1/completions`, `/openai/v1/chat/completions`, SSE streaming,
+               `usage`, `[DONE]`), sleeping `--token-delay-seconds` before each token
 
-Every model sets `Server-Timing: predict;dur=<ms>` so a probe can separate server time.
+Every v1/v2 model sets `Server-Timing: predict;dur=<ms>` so a probe can separate server time, and echoes
+the request's W3C `traceparent` in `X-Received-Traceparent`; the llm model puts the received trace id
+in its completion id (`cmpl-<trace id>`), so tests can check the trace reached the server.
 
 Run: `python -m gpulens.sim.modelserver --http-port 8080 --models classifier,slow` (binds 127.0.0.1
 unless `--host` says otherwise; KServe itself always binds 0.0.0.0, see `_bind`).
@@ -33,7 +38,8 @@ from typing import Any
 INPUT_SHAPE = (1, 8, 8)
 CLASSES = 4
 SEED = 20261201
-KINDS = ("classifier", "slow", "broken", "wrong-shape")
+KINDS = ("classifier", "slow", "broken", "wrong-shape", "llm")
+VOCAB = " abcdefghijklmnopqrstuvwxyz.,!?"
 
 
 def build_net() -> Any:
@@ -101,6 +107,9 @@ def _model_class() -> type:
             if self.kind == "wrong-shape":
                 out = out[:, : CLASSES - 1]
             if response_headers is not None:
+                received = {k.lower(): v for k, v in (headers or {}).items()}.get("traceparent")
+                if received:
+                    response_headers["X-Received-Traceparent"] = received
                 response_headers["Server-Timing"] = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
             if not v2:
                 return {"predictions": out.tolist()}
@@ -109,6 +118,128 @@ def _model_class() -> type:
             return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
 
     return DemoModel
+
+
+class CharNet:
+    """The tiny generator: embedding → GRU → linear over `VOCAB`, greedy decoding, fixed random weights."""
+
+    def __init__(self) -> None:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(SEED + 1)
+        self.embed = nn.Embedding(len(VOCAB), 16)
+        self.gru = nn.GRU(16, 32, batch_first=True)
+        self.head = nn.Linear(32, len(VOCAB))
+
+    def tokens(self, prompt: str) -> list[int]:
+        return [VOCAB.index(ch) if ch in VOCAB else 0 for ch in prompt.lower()] or [0]
+
+    def generate(self, prompt: str, max_tokens: int) -> Any:
+        """Yield `max_tokens` characters, one forward step each."""
+        import torch
+
+        with torch.no_grad():
+            out, state = self.gru(self.embed(torch.tensor([self.tokens(prompt)])))
+            for _ in range(max_tokens):
+                token = int(self.head(out[0, -1]).argmax())
+                yield VOCAB[token]
+                out, state = self.gru(self.embed(torch.tensor([[token]])), state)
+
+
+def _llm_class() -> type:
+    """Built lazily, after `vllm_protocol.install()`: KServe's OpenAI types need vLLM's module paths."""
+    from gpulens.sim import vllm_protocol
+
+    vllm_protocol.install()
+    from kserve.protocol.rest.openai import OpenAIGenerativeModel
+    from kserve.protocol.rest.openai.types import (
+        ChatCompletion,
+        ChatCompletionChoice,
+        ChatCompletionChunk,
+        ChatMessage,
+        ChoiceDelta,
+        ChunkChoice,
+        Completion,
+        CompletionChoice,
+        CompletionChunk,
+        CompletionChunkChoice,
+        UsageInfo,
+    )
+
+    class DemoLLM(OpenAIGenerativeModel):  # type: ignore[misc]
+        """The `llm` demo model: OpenAI completions and chat completions, streamed token by token."""
+
+        def __init__(self, name: str, token_delay_seconds: float):
+            super().__init__(name)
+            self.token_delay_seconds = token_delay_seconds
+            self.net = CharNet()
+            self.ready = True
+
+        def _ids(self, context: dict[str, Any] | None) -> str:
+            received = ((context or {}).get("headers") or {}).get("traceparent", "")
+            parts = received.split("-")
+            return f"cmpl-{parts[1]}" if len(parts) == 4 else f"cmpl-{os.urandom(16).hex()}"
+
+        async def _tokens(self, prompt: str, max_tokens: int) -> Any:
+            for ch in self.net.generate(prompt, max_tokens):
+                if self.token_delay_seconds > 0:
+                    await asyncio.sleep(self.token_delay_seconds)
+                yield ch
+
+        async def create_completion(self, request: Any, raw_request: Any = None, context: Any = None) -> Any:
+            prompt = request.prompt if isinstance(request.prompt, str) else "".join(map(str, request.prompt or []))
+            max_tokens = request.max_tokens or 16
+            cid, created = self._ids(context), int(time.time())
+            usage = UsageInfo(prompt_tokens=len(self.net.tokens(prompt)), completion_tokens=max_tokens,
+                              total_tokens=len(self.net.tokens(prompt)) + max_tokens)
+            if not request.stream:
+                text = "".join([ch async for ch in self._tokens(prompt, max_tokens)])
+                return Completion(id=cid, created=created, model=self.name, usage=usage,
+                                  choices=[CompletionChoice(index=0, text=text, finish_reason="length")])
+
+            async def stream() -> Any:
+                n = 0
+                async for ch in self._tokens(prompt, max_tokens):
+                    n += 1
+                    choice = CompletionChunkChoice(index=0, text=ch, finish_reason="length" if n == max_tokens else None)
+                    yield f"data: {CompletionChunk(id=cid, created=created, model=self.name, choices=[choice]).model_dump_json()}\n\n"
+                if request.stream_options and request.stream_options.include_usage:
+                    chunk = CompletionChunk(id=cid, created=created, model=self.name, choices=[], usage=usage)
+                    yield f"data: {chunk.model_dump_json()}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return stream()
+
+        async def create_chat_completion(self, request: Any, raw_request: Any = None, context: Any = None) -> Any:
+            prompt = " ".join(str(m.get("content", "")) for m in request.messages)
+            max_tokens = request.max_completion_tokens or request.max_tokens or 16
+            cid, created = self._ids(context), int(time.time())
+            usage = UsageInfo(prompt_tokens=len(self.net.tokens(prompt)), completion_tokens=max_tokens,
+                              total_tokens=len(self.net.tokens(prompt)) + max_tokens)
+            if not request.stream:
+                text = "".join([ch async for ch in self._tokens(prompt, max_tokens)])
+                choice = ChatCompletionChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason="length")
+                return ChatCompletion(id=cid, created=created, model=self.name, choices=[choice], usage=usage)
+
+            def chunk(delta: Any, finish: str | None = None, usage_info: Any = None) -> str:
+                choices = [] if delta is None else [ChunkChoice(index=0, delta=delta, finish_reason=finish)]
+                body = ChatCompletionChunk(id=cid, created=created, model=self.name, choices=choices, usage=usage_info)
+                return f"data: {body.model_dump_json()}\n\n"
+
+            async def stream() -> Any:
+                yield chunk(ChoiceDelta(role="assistant", content=""))  # vLLM's first chunk: the role, no token
+                n = 0
+                async for ch in self._tokens(prompt, max_tokens):
+                    n += 1
+                    yield chunk(ChoiceDelta(content=ch), "length" if n == max_tokens else None)
+                if request.stream_options and request.stream_options.include_usage:
+                    yield chunk(None, usage_info=usage)
+                yield "data: [DONE]\n\n"
+
+            return stream()
+
+    return DemoLLM
 
 
 @dataclass(frozen=True)
@@ -145,7 +276,8 @@ def _bind(host: str) -> None:
     rest.RESTServer.__init__ = init
 
 
-def serve(http_port: int, models: Sequence[ModelSpec], delay_seconds: float = 0.05, host: str = "127.0.0.1") -> None:
+def serve(http_port: int, models: Sequence[ModelSpec], delay_seconds: float = 0.05, host: str = "127.0.0.1",
+          token_delay_seconds: float = 0.02) -> None:
     """Serve `models` on `host:http_port` until SIGTERM/SIGINT (blocks; KServe handles the signals)."""
     sys.argv = sys.argv[:1]  # kserve parses sys.argv at import; ours are not its flags
     import kserve
@@ -154,6 +286,9 @@ def serve(http_port: int, models: Sequence[ModelSpec], delay_seconds: float = 0.
     model_class = _model_class()
     instances = []
     for spec in models:
+        if spec.kind == "llm":
+            instances.append(_llm_class()(spec.name, token_delay_seconds))
+            continue
         model = model_class(spec.name, spec.kind, delay_seconds)
         model.load()
         instances.append(model)
@@ -173,6 +308,7 @@ class ModelServerProcess:
     models: str = "classifier,slow,broken,wrong-shape"
     delay_seconds: float = 0.05
     host: str = "127.0.0.1"
+    token_delay_seconds: float = 0.02
     port: int = 0
     log_path: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -188,7 +324,8 @@ class ModelServerProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gpulens.sim.modelserver", "--host", self.host, "--http-port", str(self.port),
-             "--models", self.models, "--delay-seconds", str(self.delay_seconds)],
+             "--models", self.models, "--delay-seconds", str(self.delay_seconds),
+             "--token-delay-seconds", str(self.token_delay_seconds)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + timeout
@@ -220,12 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--models", default="classifier", help=f"comma-separated kind or name=kind; kinds: {', '.join(KINDS)}")
     parser.add_argument("--delay-seconds", type=float, default=0.05, help="sleep of the 'slow' model")
+    parser.add_argument("--token-delay-seconds", type=float, default=0.02, help="sleep of the 'llm' model before each token")
     ns = parser.parse_args(argv)
     try:
         models = parse_models(ns.models)
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: --models: {err}\n")
-    serve(ns.http_port, models, ns.delay_seconds, ns.host)
+    serve(ns.http_port, models, ns.delay_seconds, ns.host, ns.token_delay_seconds)
     return 0
 
 
