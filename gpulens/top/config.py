@@ -17,7 +17,7 @@ class TopConfig:
     gpu_url: str = opt("http://127.0.0.1:9445/metrics", "GPU exporter /metrics (exporters source).")
     kserve_url: str = opt("http://127.0.0.1:9446/metrics", "KServe exporter /metrics (exporters source).")
     probe_url: str = opt("http://127.0.0.1:9447/metrics", "Inference probe /metrics (exporters source).")
-    spans_url: str = opt("http://127.0.0.1:9449/spans", "Recent probe spans kept by `gpulens up` when there is no Jaeger "
+    spans_url: str = opt("http://127.0.0.1:9452/spans", "Recent probe spans kept by `gpulens up` when there is no Jaeger "
                                                          "(empty: do not show traces).")
     interval_seconds: float = opt(1.0, "Refresh interval.", minimum=0.1)
     once: bool = opt(False, "Draw one frame and exit (for scripts).")

@@ -25,7 +25,7 @@ TARGETS = {  # component → compose service:port
     "gpu-exporter": "gpu-exporter:9445",
     "kserve-exporter": "kserve-exporter:9446",
     "probe": "probe:9447",
-    "canary": "canary:9448",
+    "canary": "canary:9449",
 }
 SCRAPE_INTERVAL_SECONDS = 15.0
 
@@ -33,7 +33,7 @@ SCRAPE_INTERVAL_SECONDS = 15.0
 def files() -> dict[Path, str]:
     prometheus = render_prometheus(TARGETS, ["/etc/prometheus/rules/*.yaml"], "alertmanager:9093",
                                    SCRAPE_INTERVAL_SECONDS, node="compose", cluster="compose")
-    alertmanager = alertmanager_config("http://pager:9449/", group_wait_seconds=10.0)
+    alertmanager = alertmanager_config("http://pager:9452/", group_wait_seconds=10.0)
     model_url = "http://" + TARGETS["modelserver"]
     return {
         FOLDER / "kserve-targets.yaml": HEADER + yaml.safe_dump(kserve_targets(model_url, ["classifier"]), sort_keys=False),

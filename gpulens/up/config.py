@@ -16,12 +16,12 @@ class UpConfig:
     gpu_port: int = opt(9445, "GPU exporter port.", minimum=1, maximum=65535)
     kserve_port: int = opt(9446, "KServe exporter port.", minimum=1, maximum=65535)
     probe_port: int = opt(9447, "Inference probe port.", minimum=1, maximum=65535)
-    canary_port: int = opt(9448, "GPU canary port (torch matmul and copy; on the CPU when there is no GPU).",
+    canary_port: int = opt(9449, "GPU canary port (torch matmul and copy; on the CPU when there is no GPU).",
                            minimum=1, maximum=65535)
     model_port: int = opt(9450, "Demo KServe model server port (v1/v2 REST and /metrics).", minimum=1, maximum=65535)
     prometheus_port: int = opt(9090, "Prometheus port.", minimum=1, maximum=65535)
     alertmanager_port: int = opt(9093, "Alertmanager port.", minimum=1, maximum=65535)
-    webhook_port: int = opt(9449, "Port of the local webhook that receives Alertmanager's pages and prints them "
+    webhook_port: int = opt(9452, "Port of the local webhook that receives Alertmanager's pages and prints them "
                                   "(0: any free port).", minimum=0, maximum=65535)
     run_dir: str = opt("", "Directory for logs, generated configs and Prometheus data (default: a new one under "
                            "$XDG_STATE_HOME/gpulens/up).")

@@ -130,13 +130,13 @@ class PageReceiver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpulens.up.webhook --port 9449`: the pager on its own (compose.yaml's `pager` service)."""
+    """`python -m gpulens.up.webhook --port 9452`: the pager on its own (compose.yaml's `pager` service)."""
     import argparse
     import signal
 
     parser = argparse.ArgumentParser(prog="python -m gpulens.up.webhook", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9449)
+    parser.add_argument("--port", type=int, default=9452)
     parser.add_argument("--journal", default="", help="append each page as a JSON line to this file")
     ns = parser.parse_args(argv)
     receiver = PageReceiver(ns.host, ns.port, Path(ns.journal) if ns.journal else None,

@@ -48,14 +48,14 @@ def test_components_not_in_this_build_are_left_out(tmp_path: Path) -> None:
 
 def test_prometheus_and_alertmanager_configs_are_written_and_wired(tmp_path: Path) -> None:
     cfg = UpConfig(prometheus_port=19090, alertmanager_port=19093, scrape_interval_seconds=2)
-    p = plan.plan(cfg, tmp_path, "http://127.0.0.1:9449/", which=lambda name: f"/usr/bin/{name}")
+    p = plan.plan(cfg, tmp_path, "http://127.0.0.1:9452/", which=lambda name: f"/usr/bin/{name}")
     prom = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
     jobs = {j["job_name"]: j["static_configs"][0]["targets"][0] for j in prom["scrape_configs"]}
     assert jobs[JOBS["gpu-exporter"]] == "127.0.0.1:9445"
     assert prom["global"]["scrape_interval"] == "2s"
     am = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
-    assert am["receivers"][0]["webhook_configs"][0]["url"] == "http://127.0.0.1:9449/"
+    assert am["receivers"][0]["webhook_configs"][0]["url"] == "http://127.0.0.1:9452/"
     prometheus = next(c for c in p.children if c.name == "prometheus")
     assert "--web.listen-address=127.0.0.1:19090" in prometheus.argv
     assert "--rules.alert.resend-delay=2s" in prometheus.argv
@@ -108,12 +108,12 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
 def test_generated_alertmanager_config_passes_amtool_and_keeps_our_routing(tmp_path: Path) -> None:
     """alerts/alertmanager.yml's routes and inhibitions, every receiver that notifies replaced by the local webhook."""
     amtool = require_tool("amtool")
-    config = plan.alertmanager_config("http://127.0.0.1:9449/", 1.0)
+    config = plan.alertmanager_config("http://127.0.0.1:9452/", 1.0)
     base = plan.alertmanager_base()
     assert base is not None and config["inhibit_rules"] == base["inhibit_rules"]
     assert config["route"]["group_wait"] == "1s" and config["route"]["routes"][0]["group_wait"] == "1s"
     urls = {r["name"]: [w["url"] for w in r.get("webhook_configs", [])] for r in config["receivers"]}
-    assert urls == {r["name"]: ["http://127.0.0.1:9449/"] if any(k.endswith("_configs") for k in r) else []
+    assert urls == {r["name"]: ["http://127.0.0.1:9452/"] if any(k.endswith("_configs") for k in r) else []
                     for r in base["receivers"]}
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
@@ -129,7 +129,7 @@ def test_generated_alertmanager_config_passes_amtool_and_keeps_our_routing(tmp_p
 def test_without_our_routing_everything_goes_to_the_terminal(tmp_path: Path) -> None:
     amtool = require_tool("amtool")
     path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(render_alertmanager("http://127.0.0.1:9449/")))
+    path.write_text(yaml.safe_dump(render_alertmanager("http://127.0.0.1:9452/")))
     check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", "severity=critical"],
