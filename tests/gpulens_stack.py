@@ -6,7 +6,8 @@ webhook server in this process and short group timings). Scraped: `gpulens gpu-e
 on simulated NVML with the demo kubelet (KServe-named predictor pods hold every GPU), faults given
 with `--simulate-faults` and, at run time, `POST /-/simulate/fault`:
 
-  gpu-node-1  6 H100s: 0 busy, hot and thermally throttled; 1 XID 48 + uncorrectable ECC, row remap
+  gpu-node-1  6 H100s (--pod-usage: demo pods, two time-share each odd GPU): 0 busy, hot and thermally
+              throttled; 1 XID 48 + uncorrectable ECC, row remap
               pending and failed; 2 healthy and half busy (the end-to-end paging test's XID 79 target); 3 idle;
               4 lost (GpuIsLost); 5 half busy. Loads are pinned so that only the idle GPU looks idle.
   gpu-node-2  2 GPUs, NVML down (driver unloaded) after 3 s.
@@ -57,7 +58,7 @@ CLUSTER = "test"
 HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU = range(5)
 LOG = logging.getLogger("tests.stack")
 NODES: dict[str, list[str]] = {  # node → extra gpu-exporter flags
-    "gpu-node-1": ["--simulate", "6:h100", "--simulate-faults",
+    "gpu-node-1": ["--simulate", "6:h100", "--pod-usage", "--simulate-faults",
                    f"load:1@gpu{HOT_GPU}; throttle:thermal@gpu{HOT_GPU}; load:0@gpu{IDLE_GPU}; load:0.5@gpu{PAGE_GPU}; load:0.5@gpu5; "
                    f"lost@gpu{LOST_GPU}; "
                    # counters move after Prometheus has scraped them once, so increase() sees them

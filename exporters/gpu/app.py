@@ -69,6 +69,7 @@ class GpuExporter:
         self.sampler = Sampler(nvml, cfg.interval_seconds, cfg.processes, cfg.gpm, clock=clock, log=self._log,
                                source=nvml_source, on_generation=self._generation_changed, on_snapshot=self._sampled)
         self.pods = pods
+        self.usage: Any = None  # gpulens.exporters.pods.collector.PodUsage with --pod-usage
         if cfg.xid_events:
             self.events = EventWatcher(nvml, self.sampler.devices, lambda: self.sampler.generation,
                                        self.attribution, log=self._log)
@@ -88,6 +89,8 @@ class GpuExporter:
         With nobody scraping nothing is rendered (idle CPU is the sampling alone); a scraper slower
         than the interval renders on its own scrape, once per sample however many scrapers there are.
         """
+        if self.usage is not None:  # per-pod usage splits this very cycle's device figures (before the render)
+            self.usage.on_snapshot(snapshot)
         if self._scraped:
             self._scraped = False
             with self._lock:
@@ -107,6 +110,8 @@ class GpuExporter:
         self.sampler.start()
         if self.pods is not None:
             self.pods.start()
+        if self.usage is not None:
+            self.usage.start()
         if self.events is not None:
             self.events.start()
         if self._canary_loop is not None:
@@ -117,6 +122,8 @@ class GpuExporter:
             self._canary_loop.stop()
         if self.events is not None:
             self.events.stop()
+        if self.usage is not None:
+            self.usage.stop()
         if self.pods is not None:
             self.pods.stop()
         self.sampler.stop()
@@ -127,6 +134,8 @@ class GpuExporter:
             "gpu": lambda: gpu.collect(snapshot, attribution, self.cfg.nvlink_per_link)}
         if self.pods is not None:
             out["podresources"] = self.pods.collect
+        if self.usage is not None:
+            out["pod_usage"] = self.usage.collect
         if self.cfg.compat == "dcgm":
             last_xid = self.events.last_xid() if self.events is not None else {}
             out["dcgm"] = lambda: dcgm.collect(snapshot, attribution, self._hostname, last_xid)
@@ -226,7 +235,8 @@ class GpuExporter:
         return True, "ok"
 
     def _loops(self) -> list[Any]:
-        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None)]
+        loops = [self.sampler.loop, getattr(self.events, "loop", None), getattr(self.pods, "loop", None),
+                 *(self.usage.loops() if self.usage is not None else ())]
         return [loop for loop in loops if loop is not None and loop.started]
 
 
@@ -319,6 +329,11 @@ def run(cfg: GpuExporterConfig, log: logging.Logger) -> int:
             pods = PodResourcesWatcher(socket_path, cfg.podresources_interval_seconds, log=log)
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
     exporter = GpuExporter(cfg, nvml, source, hostname, pods, log)
+    if cfg.pod_usage:
+        from gpulens.exporters.pods.collector import PodUsage
+
+        exporter.usage = PodUsage.from_config(nvml, exporter.sampler.devices, cfg.interval_seconds, cfg.proc_root,
+                                              cfg.node_name, cfg.kubeconfig, log, simulated=source == "simulated")
     routes = {"/-/simulate/fault": sim.post_fault} if sim is not None else {}
     server = MetricsServer(cfg.listen_address, cfg.port, exporter.render_parts, exporter.ready, web_config,
                            title="gpulens GPU exporter", log=log, max_connections=cfg.max_connections,
@@ -376,6 +391,9 @@ def main(cfg: GpuExporterConfig) -> int:
             problems.append(f"simulate-faults: {err}")
         except ValueError as err:
             problems.append(f"simulate: {err}")
+    from gpulens.exporters.pods.collector import check as check_pod_usage
+
+    problems += check_pod_usage(cfg)
     if cfg.canary:
         import importlib.util
 

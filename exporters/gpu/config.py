@@ -41,4 +41,10 @@ class GpuExporterConfig:
     podresources_socket: str = opt("/var/lib/kubelet/pod-resources/kubelet.sock", "kubelet PodResources v1 socket.")
     podresources_interval_seconds: float = opt(10.0, "How often to refresh pod attribution.", minimum=0.1, maximum=3600)
     hostname: str = opt("", "Node name for DCGM's Hostname label; defaults to $NODE_NAME or the host name.")
+    pod_usage: bool = opt(False, "Per-pod GPU usage on shared GPUs (time-slicing, MPS) from per-process NVML samples and "
+                                 "/proc/<pid>/cgroup; needs hostPID: true and list/watch on pods (README 'Per-pod GPU usage').")
+    proc_root: str = opt("/proc", "With --pod-usage: where the host's /proc is mounted (as node_exporter's --path.procfs).")
+    node_name: str = opt("", "With --pod-usage: this node's name, to list and watch only its pods; defaults to $NODE_NAME.")
+    kubeconfig: str = opt("", "With --pod-usage: kubeconfig file for the Kubernetes API; empty: the in-cluster service account "
+                              "(with --simulate: a simulated shared node with demo pods).")
     log_level: str = opt("info", "Log level.", choices=("debug", "info", "warning", "error"))

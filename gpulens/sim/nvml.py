@@ -16,10 +16,11 @@ import ctypes
 import functools
 import hashlib
 import random
+import struct
 import threading
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -43,6 +44,8 @@ _PCIE_TX_SHARE = 0.4  # inference moves more data host->GPU (RX) than back
 _NVLINK_RX_SHARE = 0.95
 _MEMORY_TEMP_OFFSET_C = 6
 _SAMPLING_PERIOD_US = 167_000
+_PROCESS_INFO = struct.Struct("@IQII")  # c_nvmlProcessInfo_t's layout (pid, usedGpuMemory, gpuInstanceId, computeInstanceId)
+_SAMPLE = struct.Struct("@IQIIII")  # c_nvmlProcessUtilizationSample_t's native layout (pid, timeStamp, sm, mem, enc, dec)
 _EPOCH_US = 1_750_000_000_000_000  # process-utilization timestamps look like NVML's (µs since the epoch)
 _MIB = 1 << 20
 _BUS_IDS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)  # an HGX board's 8 GPUs; 8 per PCI domain
@@ -195,6 +198,8 @@ class _Gpu:
         self.throttle = 0
         self.processes: list[tuple[int, int, int]] = []  # pid, used bytes, gpu instance id (set_processes)
         self.process_kinds: dict[int, str] = {}  # pid -> compute|graphics|mps for set_processes' pids
+        # set_process_utilization: pid -> share of the whole GPU (0..1) per engine: sm, encoder, decoder
+        self.process_shares: dict[str, dict[int, float]] = {}
         # Default workload when set_processes was not called: (pid, share of the GPU's load and memory).
         self.default_processes = [(20000 + 100 * index + 1, 0.7), (20000 + 100 * index + 2, 0.3)] if index % 2 else \
             [(20000 + 100 * index + 1, 1.0)]
@@ -394,13 +399,13 @@ class SimulatedNVML:
 
     @_api("device")
     def nvmlDeviceGetEncoderUtilization(self, handle: SimHandle) -> list[int]:
-        """[percent, sampling period µs]; inference does not use the video engines, so 0."""
-        return [0, _SAMPLING_PERIOD_US]
+        """[percent, sampling period µs]; inference does not use the video engines: 0 unless set_process_utilization set some."""
+        return [round(100 * sum(self._gpus[handle.gpu].process_shares.get("encoder", {}).values())), _SAMPLING_PERIOD_US]
 
     @_api("device")
     def nvmlDeviceGetDecoderUtilization(self, handle: SimHandle) -> list[int]:
-        """[percent, sampling period µs]; inference does not use the video engines, so 0."""
-        return [0, _SAMPLING_PERIOD_US]
+        """[percent, sampling period µs]; inference does not use the video engines: 0 unless set_process_utilization set some."""
+        return [round(100 * sum(self._gpus[handle.gpu].process_shares.get("decoder", {}).values())), _SAMPLING_PERIOD_US]
 
     @_api("device")
     def nvmlDeviceGetMemoryInfo(self, handle: SimHandle, version: int | None = None) -> pynvml.c_nvmlMemory_t | pynvml.c_nvmlMemory_v2_t:
@@ -624,8 +629,9 @@ class SimulatedNVML:
         """Per-process SM/memory utilization (%) of the latest sample newer than timeStamp (µs).
 
         smUtil over processes sums to nvmlDeviceGetUtilizationRates().gpu at the same instant (memUtil
-        to .memory). NotFound when no sample is newer than timeStamp; NotSupported under MIG, as real
-        drivers answer.
+        to .memory, encUtil/decUtil to the encoder/decoder figures). The split follows each process's
+        memory, or the shares set_process_utilization gave. NotFound when no sample is newer than
+        timeStamp; NotSupported under MIG, as real drivers answer.
         """
         gpu, t = self._gpus[handle.gpu], self._now()
         if gpu.instances or handle.gi is not None:
@@ -635,14 +641,17 @@ class SimulatedNVML:
         if stamp <= timeStamp or not procs:
             raise _fail(pynvml.NVML_ERROR_NOT_FOUND)
         load = gpu.curve.at(t)
-        weights = [share for _, _, _, share, _ in procs]
+        shares = gpu.process_shares
+        weights = [shares["sm"].get(pid, 0.0) for pid, *_ in procs] if shares else [share for _, _, _, share, _ in procs]
         sm = _split(round(load * 100), weights)
         mem = _split(round(load * 55), weights)
-        samples = []
-        for (pid, *_), sm_util, mem_util in zip(procs, sm, mem, strict=True):
-            samples.append(pynvml.c_nvmlProcessUtilizationSample_t(pid=pid, timeStamp=stamp, smUtil=sm_util, memUtil=mem_util,
-                                                                   encUtil=0, decUtil=0))
-        return samples
+        video = {engine: [round(100 * shares.get(engine, {}).get(pid, 0.0)) for pid, *_ in procs] for engine in ("encoder", "decoder")}
+        # Filled from packed bytes, as the driver fills the array (no per-field Python setattr), then
+        # sliced into structs as pynvml returns them.
+        packed = b"".join(_SAMPLE.pack(pid, stamp, sm_util, mem_util, video["encoder"][i], video["decoder"][i])
+                          for i, ((pid, *_), sm_util, mem_util) in enumerate(zip(procs, sm, mem, strict=True)))
+        array = (pynvml.c_nvmlProcessUtilizationSample_t * len(procs)).from_buffer_copy(packed)
+        return array[0:len(procs)]
 
     # ---- NVML: MIG -----------------------------------------------------------------------------
 
@@ -850,6 +859,10 @@ class SimulatedNVML:
                 setattr(module, name, _not_simulated(name))
         return module
 
+    def default_pids(self, gpu: int) -> list[int]:
+        """The PIDs of the default workload on a GPU (used until set_processes): one, or two time-sharing it."""
+        return [pid for pid, _ in self._gpu(gpu).default_processes]
+
     def devices(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(GPU uuid, [(MIG uuid, profile), …]) per GPU, for demo pods (no NVML call, no init needed)."""
         return [(gpu.uuid, [(i.uuid, i.profile.name) for i in gpu.instances.values()]) for gpu in self._gpus]
@@ -997,6 +1010,35 @@ class SimulatedNVML:
         state.processes = [(p[0], p[1], p[2] if len(p) > 2 else NO_INSTANCE) for p in processes]
         state.process_kinds = {p[0]: kind for p in processes}
 
+    def add_processes(self, gpu: int, processes: Sequence[tuple[int, ...]], kind: str = "compute") -> None:
+        """Like set_processes, but keeps the processes already set (e.g. MPS clients beside compute processes)."""
+        state = self._gpu(gpu)
+        before, kinds = list(state.processes), dict(state.process_kinds)
+        self.set_processes(gpu, processes, kind)
+        state.processes = before + state.processes
+        state.process_kinds = {**kinds, **state.process_kinds}
+
+    def set_process_utilization(self, gpu: int, sm: Mapping[int, float] | None, encoder: Mapping[int, float] | None = None,
+                                decoder: Mapping[int, float] | None = None) -> None:
+        """Give processes (by pid) fixed shares of the whole GPU in 0..1, e.g. {101: 0.1, 102: 0.3, 103: 0.5}.
+
+        The device load is pinned to the SM shares' sum (0.9 here) and nvmlDeviceGetProcessUtilization
+        reports each pid's share (smUtil 10, 30, 50; memUtil split the same way; pids not named read 0).
+        encoder/decoder shares set encUtil/decUtil, and the device's encoder/decoder utilization is their sum.
+        None returns to the default split (by memory) and to the load curve."""
+        state = self._gpu(gpu)
+        if sm is None:
+            state.process_shares = {}
+            self.set_load(gpu, None)
+            return
+        shares = {"sm": dict(sm), "encoder": dict(encoder or {}), "decoder": dict(decoder or {})}
+        for engine, by_pid in shares.items():
+            total = sum(by_pid.values())
+            if any(v < 0 for v in by_pid.values()) or total > 1.0 + 1e-9:
+                raise ValueError(f"{engine} shares must be >= 0 and sum to at most 1, got {by_pid}")
+        self.set_load(gpu, min(1.0, sum(shares["sm"].values())))
+        state.process_shares = shares
+
     def set_library_mismatch(self, on: bool) -> None:
         """Make the unversioned process queries raise pynvml.NVMLLibraryMismatchError (older libnvidia-ml)."""
         self._library_mismatch = on
@@ -1141,8 +1183,9 @@ class SimulatedNVML:
         for pid, used, gi, _, proc_kind in self._processes(gpu, handle.gi):
             if proc_kind != kind:
                 continue
-            info = pynvml.c_nvmlProcessInfo_t(pid=pid, usedGpuMemory=used, gpuInstanceId=gi,
-                                              computeInstanceId=NO_INSTANCE if gi == NO_INSTANCE else 0)
+            # filled from bytes as the driver fills it; the friendly conversion is pynvml's own
+            info = pynvml.c_nvmlProcessInfo_t.from_buffer_copy(
+                _PROCESS_INFO.pack(pid, used, gi, NO_INSTANCE if gi == NO_INSTANCE else 0))
             out.append(pynvml.nvmlStructToFriendlyObject(info))
         return out
 

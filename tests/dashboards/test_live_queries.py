@@ -20,8 +20,6 @@ from tests.gpulens_stack import Stack
 JSON_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "json"
 # (dashboard uid, panel title) → the component whose exporter is still being built.
 PENDING_EXPORTER: dict[tuple[str, str], str] = {
-    ("gpulens-gpu-node", "Per-pod SM utilization (shared GPUs)"): "pod",
-    ("gpulens-gpu-node", "Per-pod memory (shared GPUs)"): "pod",
     # The KServe exporter runs in the stack against the real KServe Python server, which has no
     # queue, in-flight or LLM figures (Triton, the queue-proxy and vLLM have them).
     **{("gpulens-inference", t): "kserve" for t in (
