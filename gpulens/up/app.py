@@ -25,7 +25,7 @@ from gpulens.config import ConfigError
 from gpulens.up import faults, links
 from gpulens.up.config import PORTS, UpConfig
 from gpulens.up.plan import HOST, dashboards_dir, plan
-from gpulens.up.supervisor import Supervisor, healthy
+from gpulens.up.supervisor import ChildSpec, Supervisor, healthy
 from gpulens.up.traces import SpanRing
 from gpulens.up.webhook import PageReceiver
 
@@ -103,23 +103,33 @@ class Stack:
         self.stopped = threading.Event()
 
     def start(self) -> bool:
-        """Start every child and wait until each is healthy; False if one never got there."""
+        """Start every child, each once the children it needs are healthy; False if one never got there."""
         self.receiver.start()
-        for spec in self.plan.children:
-            self.supervisor.start(spec)
         self.supervisor.watch()
-        waiting = {s.name: s for s in self.plan.children if s.health_url}
+        pending = list(self.plan.children)
+        waiting: dict[str, ChildSpec] = {}
+        ready: set[str] = set()
         started = time.monotonic()
         deadline = started + HEALTH_TIMEOUT_SECONDS
-        while waiting and time.monotonic() < deadline and not self.stopped.is_set():
+        while (pending or waiting) and time.monotonic() < deadline and not self.stopped.is_set():
+            for spec in [s for s in pending if ready.issuperset(s.after)]:
+                pending.remove(spec)
+                self.supervisor.start(spec)
+                if spec.health_url:
+                    waiting[spec.name] = spec
+                else:
+                    ready.add(spec.name)
             for name, spec in list(waiting.items()):
                 if healthy(spec.health_url):
                     self.say(f"{_now()} ok  {name:<16} {spec.url}  ({time.monotonic() - started:.1f}s)")
                     del waiting[name]
+                    ready.add(name)
             self.stopped.wait(0.3)
         for name in waiting:
             self.say(f"{_now()} !!  {name} not healthy after {HEALTH_TIMEOUT_SECONDS:.0f}s: see {self.run_dir / (name + '.log')}")
-        return not waiting
+        for spec in pending:
+            self.say(f"{_now()} !!  {spec.name} not started: it waits for {', '.join(sorted(set(spec.after) - ready))}")
+        return not waiting and not pending
 
     def urls(self) -> dict[str, str]:
         out = {s.name: s.url for s in self.plan.children if s.url}

@@ -155,12 +155,15 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
         p.scrape["gpu-exporter"] = f"{HOST}:{cfg.gpu_port}"
         p.ports["gpu_port"] = cfg.gpu_port
 
+    # What scrapes or probes the model server starts once it answers, so the first minute is not all errors.
+    needs_model = ("modelserver",) if "modelserver" in p.scrape else ()
+
     if "kserve-exporter" in commands:
         targets = _write_yaml(run_dir / "kserve-targets.yaml", kserve_targets(model_url, models))
         p.children.append(ChildSpec("kserve-exporter", command_argv("kserve-exporter", commands["kserve-exporter"], {
             **common, "port": cfg.kserve_port, "mode": "static", "targets_file": targets,
             "interval_seconds": cfg.exporter_interval_seconds}),
-            f"http://{HOST}:{cfg.kserve_port}/healthz", url=f"http://{HOST}:{cfg.kserve_port}/metrics"))
+            f"http://{HOST}:{cfg.kserve_port}/healthz", url=f"http://{HOST}:{cfg.kserve_port}/metrics", after=needs_model))
         p.scrape["kserve-exporter"] = f"{HOST}:{cfg.kserve_port}"
         p.ports["kserve_port"] = cfg.kserve_port
     else:
@@ -176,7 +179,7 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
         p.children.append(ChildSpec("probe", command_argv("probe", commands["probe"], {
             **common, "port": cfg.probe_port, "targets_file": targets, "interval_seconds": cfg.exporter_interval_seconds,
             **span_flags}),
-            f"http://{HOST}:{cfg.probe_port}/healthz", url=f"http://{HOST}:{cfg.probe_port}/metrics"))
+            f"http://{HOST}:{cfg.probe_port}/healthz", url=f"http://{HOST}:{cfg.probe_port}/metrics", after=needs_model))
         p.scrape["probe"] = f"{HOST}:{cfg.probe_port}"
         p.ports["probe_port"] = cfg.probe_port
         p.notes.append(f"probe spans → {otlp}" if otlp else
@@ -225,7 +228,8 @@ def plan(cfg: UpConfig, run_dir: Path, local_url: str, commands: Mapping[str, ty
 
     if cfg.load_rps > 0 and "modelserver" in p.scrape:
         p.children.append(ChildSpec("load", [sys.executable, "-m", "gpulens.up.load", "--url", model_url,
-                                             "--models", ",".join(models), "--rps", f"{cfg.load_rps:g}"]))
+                                             "--models", ",".join(models), "--rps", f"{cfg.load_rps:g}"],
+                                    after=needs_model))
     return p
 
 

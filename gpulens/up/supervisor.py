@@ -47,6 +47,7 @@ class ChildSpec:
     health_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""  # what to show the user (a metrics endpoint or a UI)
+    after: tuple[str, ...] = ()  # children that must be healthy before this one starts
 
 
 @dataclass

@@ -135,3 +135,10 @@ def test_without_our_routing_everything_goes_to_the_terminal(tmp_path: Path) -> 
     route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", "severity=critical"],
                            capture_output=True, text=True)
     assert route.stdout.strip() == "terminal", route.stdout + route.stderr
+
+
+def test_what_uses_the_model_server_starts_after_it(tmp_path: Path) -> None:
+    p = plan.plan(UpConfig(), tmp_path, "http://127.0.0.1:1/", which=lambda _: None)
+    after = {c.name: c.after for c in p.children}
+    assert after["modelserver"] == () and after["gpu-exporter"] == ()
+    assert after["kserve-exporter"] == after["probe"] == after["load"] == ("modelserver",)
