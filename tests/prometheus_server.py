@@ -23,14 +23,17 @@ def free_port() -> int:
 class Prometheus:
     """Runs the Debian `prometheus` binary with a scrape config over the given targets."""
 
-    def __init__(self, binary: str, workdir: Path, targets: dict[str, str], scrape_interval: str = "1s"):
+    def __init__(self, binary: str, workdir: Path, targets: dict[str, str], scrape_interval: str = "1s",
+                 rule_files: tuple[str, ...] = ()):
         self.port = free_port()
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()
             ],
         }
+        if rule_files:
+            config["rule_files"] = [str(f) for f in rule_files]
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self._log = open(workdir / "prometheus.log", "wb")
         self._proc = subprocess.Popen(

@@ -9,6 +9,7 @@ known values exported with `…_up 0` and an old `…_last_success_timestamp_sec
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -16,8 +17,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from prometheus_client.core import Metric
 
 from gpulens.config import ConfigError
 from gpulens.exporters.kserve import collectors as col
@@ -34,7 +33,7 @@ from gpulens.exporters.kserve.discovery import (
     load_targets,
 )
 from gpulens.exporters.kserve.scrape import Http, ScrapeError
-from gpulens.exposition import EOF, Renderer
+from gpulens.exposition import EOF, ExpositionFamily, Renderer
 from gpulens.logs import StateLog
 from gpulens.loop import Loop
 from gpulens.metrics import kserve as k
@@ -60,13 +59,20 @@ class KserveExporter:
         self.scrape_errors: dict[tuple[str, str, str], int] = {}  # (ns, isvc, reason) → count
         self._endpoint_logs: dict[str, StateLog] = {}
         self.refresh_seconds: float | None = None
+        self.phase_seconds: dict[str, float] = {}  # the last refresh, by phase (bench, debugging)
+        self._readiness_at: float | None = None
+        self._parsed: dict[str, tuple[bytes, servers.Normalised]] = {}  # endpoint → (body digest, its parse)
         self.refreshes = 0
         self.series = 0
         self._renderer = Renderer()
+        self._state_renderer = Renderer()
+        self._state_key: tuple[int, int] | None = None
+        self._state: tuple[tuple[bytes, bytes], int] = ((b"", b""), 0)
         self._rendered = (b"", b"")
         self._lock = threading.Lock()
         self.on_rendered: Callable[[dict[bool, bytes]], None] | None = None
         self.loop = Loop("kserve-refresh", self.refresh, cfg.interval_seconds, self._log, jitter=0.05)
+        self._state_key = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -94,8 +100,11 @@ class KserveExporter:
         started = time.monotonic()
         isvcs, pods, endpoints = self.snapshot()
         scrapes = list(self._pool.map(self._scrape, endpoints))
-        probes = [(ep, m) for ep in endpoints if ep.base_url and self.cfg.readiness_probes for m in self._models(ep)]
-        ready = list(self._pool.map(lambda pm: self.http.model_ready(pm[0].base_url, pm[0].protocol, pm[1]), probes))
+        t_scraped = time.monotonic()
+        if self.cfg.readiness_probes and (self._readiness_at is None
+                                          or t_scraped - self._readiness_at >= self.cfg.readiness_interval_seconds):
+            self.probe_readiness(endpoints)
+        t_probed = time.monotonic()
         now = time.time()
         for ep, result in zip(endpoints, scrapes, strict=True):
             key = (ep.namespace, ep.inferenceservice, ep.name)
@@ -112,14 +121,11 @@ class KserveExporter:
             self.scrape_up[key] = True
             self.scrape_last_success[key] = now
             state.ok(f"scraping {ep.server} metrics of {ep.namespace}/{ep.inferenceservice} ok")
-        model_ready: col.ModelReady = {}
-        for (ep, model), ok in zip(probes, ready, strict=True):
-            model_ready.setdefault((ep.namespace, ep.inferenceservice), {})[(model, ep.server, ep.name)] = ok
-        self.model_ready = model_ready
         # forget what went away: endpoints (their totals stay) and InferenceServices (everything goes)
         known = {(i.namespace, i.name) for i in isvcs} if self.discovery is not None else \
             {(t.namespace, t.name) for t in self.targets}
         self.totals.keep(endpoints, known)
+        self.model_ready = {key: v for key, v in self.model_ready.items() if key in known}
         self.cold.observe(pods)
         self.cold.keep(known)
         live = {(e.namespace, e.inferenceservice, e.name) for e in endpoints}
@@ -130,9 +136,26 @@ class KserveExporter:
             del self.scrape_errors[ekey]
         for url in set(self._endpoint_logs) - {e.metrics_url for e in endpoints}:
             del self._endpoint_logs[url]
-        self.refresh_seconds = time.monotonic() - started
-        self.refreshes += 1
+        live_ids = {col.Totals.endpoint_id(e) for e in endpoints}
+        for eid in set(self._parsed) - live_ids:
+            del self._parsed[eid]
+        t_accounted = time.monotonic()
         self._render(isvcs, pods)
+        done = time.monotonic()
+        self.phase_seconds = {"scrape": round(t_scraped - started, 3), "readiness": round(t_probed - t_scraped, 3),
+                              "account": round(t_accounted - t_probed, 3), "render": round(done - t_accounted, 3)}
+        self.refresh_seconds = done - started
+        self.refreshes += 1
+
+    def probe_readiness(self, endpoints: list[col.Endpoint]) -> None:
+        """Ask every endpoint's models whether they are ready (in parallel); replaces `model_ready`."""
+        probes = [(ep, m) for ep in endpoints if ep.base_url for m in self._models(ep)]
+        ready = list(self._pool.map(lambda pm: self.http.model_ready(pm[0].base_url, pm[0].protocol, pm[1]), probes))
+        model_ready: col.ModelReady = {}
+        for (ep, model), ok in zip(probes, ready, strict=True):
+            model_ready.setdefault((ep.namespace, ep.inferenceservice), {})[(model, ep.server, ep.name)] = ok
+        self.model_ready = model_ready
+        self._readiness_at = time.monotonic()
 
     def _models(self, ep: col.Endpoint) -> list[str]:
         """Models to ask about: the configured/default ones plus any the server's /metrics named."""
@@ -145,6 +168,11 @@ class KserveExporter:
             body = self.http.fetch(ep.metrics_url)
         except ScrapeError as err:
             return err
+        eid = col.Totals.endpoint_id(ep)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        cached = self._parsed.get(eid)
+        if cached is not None and cached[0] == digest:
+            return cached[1]  # an idle server's body does not change: same values, no parse (most of a large cluster)
         try:
             text = body.decode("utf-8")
             result = servers.normalise(text, servers.table(ep.server), ep.models[0] if ep.models else ep.inferenceservice)
@@ -152,16 +180,22 @@ class KserveExporter:
             return ScrapeError("parse", f"{ep.metrics_url}: {type(err).__name__}: {str(err)[:200]}")
         if result.samples == 0:
             return ScrapeError("empty", f"{ep.metrics_url}: no samples")
+        self._parsed[eid] = (digest, result)
         return result
 
     # ---- rendering ------------------------------------------------------------------------------
 
-    def collect(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[Metric]:
-        yield from col.collect_state(isvcs, pods, self.model_ready, self.cold, self.cfg.degraded_grace_seconds)
+    def collect(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[ExpositionFamily]:
+        """Every family (tests); rendering splits them into the cached state part and the per-refresh part."""
+        yield from col.collect_state(isvcs, pods, self.cold)
+        yield from self.collect_dynamic(isvcs, pods)
+
+    def collect_dynamic(self, isvcs: list[InferenceService], pods: list[Pod]) -> Iterable[ExpositionFamily]:
+        yield from col.collect_degraded(isvcs, pods, self.model_ready, self.cfg.degraded_grace_seconds)
         yield from col.collect_models(self.totals, self.model_ready)
         yield from self.collect_self()
 
-    def collect_self(self) -> Iterable[Metric]:
+    def collect_self(self) -> Iterable[ExpositionFamily]:
         up, last, errors = k.SCRAPE_UP.new(), k.SCRAPE_LAST_SUCCESS.new(), k.SCRAPE_ERRORS.new()
         for (ns, isvc, endpoint), ok in sorted(self.scrape_up.items()):
             up.add_metric([ns, isvc, endpoint], 1 if ok else 0)
@@ -185,9 +219,17 @@ class KserveExporter:
         yield duration
 
     def _render(self, isvcs: list[InferenceService], pods: list[Pod]) -> None:
-        families = [f for f in self.collect(isvcs, pods) if f.samples]
-        self.series = sum(len(f.samples) for f in families)
-        rendered = self._renderer.render(families)
+        """Render the state part only when the API snapshot changed (most refreshes it has not), the rest always."""
+        key = (self.discovery.generation if self.discovery is not None else 0, self.cold.observed)
+        if key != self._state_key:
+            families = [f for f in col.collect_state(isvcs, pods, self.cold) if _size(f)]
+            self._state = self._state_renderer.render(families), sum(_size(f) for f in families)
+            self._state_key = key
+        (state_text, state_om), state_series = self._state
+        families = [f for f in self.collect_dynamic(isvcs, pods) if _size(f)]
+        self.series = state_series + sum(_size(f) for f in families)
+        text, om = self._renderer.render(families)
+        rendered = (state_text + text, state_om + om)
         with self._lock:
             self._rendered = rendered
         if self.on_rendered is not None:
@@ -207,6 +249,12 @@ class KserveExporter:
         if self.discovery is not None and not all(r.listed for r in self.discovery.isvcs):
             return False, f"{ISVC_PLURAL} not listed yet (see gpulens_kserve_kubernetes_up and the logs)"
         return True, "ok"
+
+
+def _size(family: Any) -> int:
+    """Series in a family; fast rows are counted without building prometheus_client Samples."""
+    rows = getattr(family, "rows", None)
+    return len(rows) if rows is not None else len(family.samples)
 
 
 def build(cfg: KserveExporterConfig, log: logging.Logger, client: Any = None) -> KserveExporter:

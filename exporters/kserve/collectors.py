@@ -20,16 +20,15 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
-
 from gpulens.exporters.kserve.discovery import InferenceService, Pod, StaticTarget
 from gpulens.exporters.kserve.servers import Hist, Key, Normalised
+from gpulens.exposition import ExpositionFamily
 from gpulens.metrics import kserve as k
 
 CONDITION_STATUSES = ("true", "false", "unknown")
 DEGRADED_REASONS = ("crash_loop", "pods_not_ready", "model_not_ready", "no_pods")
 COLD_START_PHASES = ("scheduled", "initialized", "container_started", "ready")
-COLD_START_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, float("inf"))
+COLD_START_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, float("inf"))  # 8: 4 phases × 10 series per ISVC
 MAX_FAMILIES = {k.KV_CACHE.name}  # gauges where the InferenceService's value is the busiest pod's, not the sum
 
 
@@ -60,7 +59,7 @@ def endpoints_from_kube(isvcs: Iterable[InferenceService], pods: Iterable[Pod], 
                             f"http://{pod.ip}:{pod.metrics_port}{pod.metrics_path}", f"http://{pod.ip}:{pod.http_port}",
                             isvc.protocol, (isvc.name,), count_requests=not pod.queue_proxy))
         if pod.queue_proxy:
-            out.append(Endpoint(pod.namespace, isvc.name, "queue-proxy", pod.name,
+            out.append(Endpoint(pod.namespace, isvc.name, "queue-proxy", f"{pod.name}:queue-proxy",
                                 f"http://{pod.ip}:{queue_proxy_port}/metrics", models=(isvc.name,)))
     return out
 
@@ -93,8 +92,13 @@ class Totals:
     _gauges: dict[str, tuple[Endpoint, dict[Key, float]]] = field(default_factory=dict)
     resets: int = 0
 
+    @staticmethod
+    def endpoint_id(ep: Endpoint) -> str:
+        """Per InferenceService and server: two static targets may share one URL."""
+        return f"{ep.namespace}/{ep.inferenceservice}/{ep.server}/{ep.metrics_url}"
+
     def add(self, ep: Endpoint, scraped: Normalised) -> None:
-        eid = ep.metrics_url
+        eid = self.endpoint_id(ep)
         for key, value in scraped.counters.items():
             if key[0] == k.REQUESTS.name and not ep.count_requests:
                 continue
@@ -121,7 +125,7 @@ class Totals:
 
     def keep(self, endpoints: Iterable[Endpoint], isvcs: set[tuple[str, str]]) -> None:
         """Forget endpoints that went away (their totals stay) and InferenceServices that went away (all gone)."""
-        live = {e.metrics_url for e in endpoints}
+        live = {self.endpoint_id(e) for e in endpoints}
         for d in (self._last, self._last_hist):
             for key in [key for key in d if key[0] not in live]:
                 del d[key]
@@ -148,6 +152,7 @@ class ColdStarts:
     """Pod start phases per InferenceService, observed once per pod when it is Ready (histograms)."""
 
     hist: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)  # (ns, isvc, phase) → bucket counts + sum
+    observed: int = 0  # pods observed so far: a change means the histograms changed
     _seen: set[str] = field(default_factory=set)
 
     def observe(self, pods: Iterable[Pod]) -> None:
@@ -157,6 +162,7 @@ class ColdStarts:
             if pod.uid in self._seen or pod.ready_at is None or pod.created is None:
                 continue
             self._seen.add(pod.uid)
+            self.observed += 1
             times = {"scheduled": pod.scheduled, "initialized": pod.initialized, "container_started": pod.started,
                      "ready": pod.ready_at}
             for phase, at in times.items():
@@ -199,17 +205,33 @@ def degraded(isvc: InferenceService, pods: list[Pod], model_ready: dict[tuple[st
     return out
 
 
-def collect_state(isvcs: list[InferenceService], pods: list[Pod], model_ready: ModelReady,
-                  cold: ColdStarts, grace: float, now: float | None = None) -> Iterator[Metric]:
-    """InferenceService state families (kube-state-metrics style) from the Kubernetes API snapshot."""
+def _pods_by(pods: Iterable[Pod]) -> dict[tuple[str, str], list[Pod]]:
+    out: dict[tuple[str, str], list[Pod]] = {}
+    for p in pods:
+        out.setdefault((p.namespace, p.inferenceservice), []).append(p)
+    return out
+
+
+def collect_degraded(isvcs: list[InferenceService], pods: list[Pod], model_ready: ModelReady, grace: float,
+                     now: float | None = None) -> Iterator[ExpositionFamily]:
+    """`gpulens_inferenceservice_degraded{reason}`: changes with time and readiness, so rendered every refresh."""
     now = time.time() if now is None else now
+    deg = k.ISVC_DEGRADED.new()
+    pods_by = _pods_by(pods)
+    for isvc in sorted(isvcs, key=lambda i: (i.namespace, i.name)):
+        mine = pods_by.get((isvc.namespace, isvc.name), [])
+        for reason, on in degraded(isvc, mine, model_ready.get((isvc.namespace, isvc.name), {}), grace, now).items():
+            deg.add_metric([isvc.namespace, isvc.name, reason], 1 if on else 0)
+    yield deg
+
+
+def collect_state(isvcs: list[InferenceService], pods: list[Pod], cold: ColdStarts) -> Iterator[ExpositionFamily]:
+    """InferenceService state families (kube-state-metrics style): a function of the API snapshot alone."""
     info, ready, cond, trans = k.ISVC_INFO.new(), k.ISVC_READY.new(), k.ISVC_CONDITION.new(), k.ISVC_CONDITION_TRANSITION.new()
     traffic, mismatch, state, failed = (k.ISVC_TRAFFIC.new(), k.ISVC_REVISION_MISMATCH.new(), k.ISVC_MODEL_STATE.new(),
                                         k.ISVC_MODEL_FAILED_COPIES.new())
-    replicas, replicas_ready, deg = k.ISVC_REPLICAS_DESIRED.new(), k.ISVC_REPLICAS_READY.new(), k.ISVC_DEGRADED.new()
-    pods_by: dict[tuple[str, str], list[Pod]] = {}
-    for p in pods:
-        pods_by.setdefault((p.namespace, p.inferenceservice), []).append(p)
+    replicas, replicas_ready = k.ISVC_REPLICAS_DESIRED.new(), k.ISVC_REPLICAS_READY.new()
+    pods_by = _pods_by(pods)
     for isvc in sorted(isvcs, key=lambda i: (i.namespace, i.name)):
         ids = [isvc.namespace, isvc.name]
         info.add_metric(ids + [isvc.url, isvc.deployment_mode, isvc.model_format, isvc.runtime], 1)
@@ -238,13 +260,11 @@ def collect_state(isvcs: list[InferenceService], pods: list[Pod], model_ready: M
             total, ok = counts.get(component, [0, 0])
             replicas.add_metric(ids + [component], total)
             replicas_ready.add_metric(ids + [component], ok)
-        for reason, on in degraded(isvc, mine, model_ready.get((isvc.namespace, isvc.name), {}), grace, now).items():
-            deg.add_metric(ids + [reason], 1 if on else 0)
-    yield from (info, ready, cond, trans, traffic, mismatch, state, failed, replicas, replicas_ready, deg)
+    yield from (info, ready, cond, trans, traffic, mismatch, state, failed, replicas, replicas_ready)
     yield collect_cold_starts(cold)
 
 
-def collect_cold_starts(cold: ColdStarts) -> Metric:
+def collect_cold_starts(cold: ColdStarts) -> ExpositionFamily:
     fam = k.ISVC_COLD_START.new()
     for (ns, isvc, phase), counts in sorted(cold.hist.items()):
         buckets = [("+Inf" if b == float("inf") else repr(b), counts[i]) for i, b in enumerate(COLD_START_BUCKETS)]
@@ -256,7 +276,7 @@ FAMILIES_BY_NAME = {f.name: f for f in (k.REQUESTS, k.REQUEST_DURATION, k.REQUES
                                          k.COMPUTE_DURATION_SUM, k.IN_FLIGHT, k.PENDING, k.TTFT, k.ITL, k.KV_CACHE)}
 
 
-def collect_models(totals: Totals, model_ready: ModelReady) -> Iterator[Metric]:
+def collect_models(totals: Totals, model_ready: ModelReady) -> Iterator[ExpositionFamily]:
     """Normalised model-server families: totals per (namespace, inferenceservice, model, server)."""
     fams = {name: f.new() for name, f in FAMILIES_BY_NAME.items()}
     for (ns, isvc, server, (family, model, outcome)), v in sorted(totals.counters.items()):

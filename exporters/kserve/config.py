@@ -29,8 +29,10 @@ class KserveExporterConfig:
     scrape_timeout_seconds: float = opt(5.0, "Timeout of one model-server /metrics scrape or readiness request.", minimum=0.05)
     scrape_max_bytes: int = opt(16 * 1024 * 1024, "Largest /metrics body read from a model server; larger is an error.",
                                 minimum=1024)
-    scrape_concurrency: int = opt(16, "Model servers scraped in parallel.", minimum=1, maximum=256)
+    scrape_concurrency: int = opt(8, "Model servers scraped in parallel.", minimum=1, maximum=256)
     readiness_probes: bool = opt(True, "Ask each endpoint whether its models are ready (v2 /v2/models/{m}/ready, v1 /v1/models/{m}).")
+    readiness_interval_seconds: float = opt(30.0, "How often the readiness of every model is asked (at a refresh, when due).",
+                                            minimum=0.0)
     queue_proxy_port: int = opt(9091, "Knative queue-proxy user-metrics port (serverless pods).", minimum=1, maximum=65535)
     degraded_grace_seconds: float = opt(120.0, "A pod not ready for longer than this marks a Ready InferenceService degraded.",
                                         minimum=0.0)

@@ -116,9 +116,10 @@ def detect_server(runtime: str, model_format: str, annotation: str = "") -> str:
     """The model-server kind behind a predictor: the annotation, else the runtime/format name."""
     if annotation in SERVERS:
         return annotation
-    text = f"{runtime} {model_format}".lower()
-    for needle, kind in (("triton", "triton"), ("torchserve", "torchserve"), ("vllm", "vllm"), ("huggingface", "vllm")):
-        if needle in text:
+    words = set(re.split(r"[^a-z0-9]+", f"{runtime} {model_format}".lower()))  # kserve-pytorchserver is not torchserve
+    for kind, names in (("triton", ("triton", "tritonserver")), ("torchserve", ("torchserve",)),
+                        ("vllm", ("vllm", "huggingface", "huggingfaceserver"))):
+        if words & set(names):
             return kind
     return "kserve"
 
@@ -380,15 +381,37 @@ def _pod_list_functions(api: Any, namespaces: tuple[str, ...]) -> list[ListFunct
             for ns in namespaces]
 
 
+PAGE_SIZE = 500  # objects per list request, as client-go's informers page
+
+
+def _list_pages(fn: ListFunction, timeout: float, page_size: int = PAGE_SIZE) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """A paginated list → (raw items, resourceVersion) per page. Raw JSON, not client models (1000 pods
+    in ms, not seconds); pages keep the peak memory of a big list to one page of raw objects."""
+    token = ""
+    while True:
+        kwargs: dict[str, Any] = {"limit": page_size}
+        if token:
+            kwargs["_continue"] = token
+        try:
+            resp = fn(_preload_content=False, _request_timeout=timeout, **kwargs)
+            body = json.loads(resp.data)
+        except Exception as err:  # noqa: BLE001 - every failure becomes a KubeError naming verb and resource
+            raise _translate(err, "list", fn) from err
+        items = body.get("items") or []
+        yield [i for i in items if isinstance(i, dict)], str(_get(body, "metadata", "resourceVersion") or "")
+        token = str(_get(body, "metadata", "continue") or "")
+        if not token:
+            return
+
+
 def _list(fn: ListFunction, timeout: float) -> tuple[list[dict[str, Any]], str]:
-    """One list call → (raw items, resourceVersion). Raw JSON, not client models: 1000 pods in ms, not seconds."""
-    try:
-        resp = fn(_preload_content=False, _request_timeout=timeout)
-        body = json.loads(resp.data)
-    except Exception as err:  # noqa: BLE001 - every failure becomes a KubeError naming verb and resource
-        raise _translate(err, "list", fn) from err
-    items = body.get("items") or []
-    return [i for i in items if isinstance(i, dict)], str(_get(body, "metadata", "resourceVersion") or "")
+    """Every page of a list → (raw items, resourceVersion of the list)."""
+    items: list[dict[str, Any]] = []
+    rv = ""
+    for page, page_rv in _list_pages(fn, timeout):
+        items.extend(page)
+        rv = rv or page_rv
+    return items, rv
 
 
 @dataclass
@@ -453,27 +476,35 @@ class Reflector:
 
     def step(self) -> None:
         """One list + watch cycle (the Loop calls it back to back; tests call it directly)."""
-        reason, self._next_reason = self._next_reason, "error"  # if this step fails, the next list is a retry
+        rv = self.relist()
+        self._next_reason = self._watch_until(rv, time.monotonic() + self._resync)
+
+    def relist(self) -> str:
+        """List into the store (replacing it); returns the list's resourceVersion. KubeError on failure."""
+        reason, self._next_reason = self._next_reason, "error"  # if this list fails, the next one is a retry
+        store = {}
+        rv = ""
         try:
-            items, rv = _list(self._fn, self._timeout)
+            for page, page_rv in _list_pages(self._fn, self._timeout):
+                rv = rv or page_rv
+                for raw in page:
+                    try:
+                        obj = self._parse(raw)
+                    except Exception:  # noqa: BLE001 - one odd object must not hide the others
+                        self._log.debug("skipping unparsable %s object", self.resource, exc_info=True)
+                        continue
+                    store[(obj.namespace, obj.name)] = obj
+                del page
         except KubeError:
             self.state.up = False
             raise
-        store = {}
-        for raw in items:
-            try:
-                obj = self._parse(raw)
-            except Exception:  # noqa: BLE001 - one odd object must not hide the others
-                self._log.debug("skipping unparsable %s object", self.resource, exc_info=True)
-                continue
-            store[(obj.namespace, obj.name)] = obj
         with self._lock:
             self._store = store
         self.state.relists[reason] = self.state.relists.get(reason, 0) + 1
         self._success()
         if self._on_change is not None:
             self._on_change()
-        self._next_reason = self._watch_until(rv, time.monotonic() + self._resync)
+        return rv
 
     def _watch_until(self, rv: str, deadline: float) -> str:
         """Watch from `rv` until the deadline; returns why the next list happens."""
@@ -549,6 +580,12 @@ class KubeDiscovery:
                       for i, fn in enumerate(_isvc_list_functions(api, namespaces, label_selector))]
         self.pods = [Reflector(f"pods-{i}", fn, parse_pod, resync_seconds, timeout_seconds, log, backoff, watch_grace=watch_grace)
                      for i, fn in enumerate(_pod_list_functions(api, namespaces))]
+        self.generation = 0  # bumped on every list and watch event: an unchanged value means an unchanged snapshot
+        for r in self.reflectors:
+            r._on_change = self._changed
+
+    def _changed(self) -> None:
+        self.generation += 1
 
     @property
     def reflectors(self) -> list[Reflector]:

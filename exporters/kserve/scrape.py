@@ -29,7 +29,7 @@ class Http:
     def __init__(self, timeout: float, max_bytes: int, pool_size: int = 16):
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self._pool = urllib3.PoolManager(num_pools=256, maxsize=pool_size, retries=False, block=False)
+        self._pool = urllib3.PoolManager(num_pools=2048, maxsize=pool_size, retries=False, block=False)  # one pool per pod IP
 
     def fetch(self, url: str) -> bytes:
         """GET `url`; the body, at most max_bytes, read within `timeout` in total."""
@@ -38,6 +38,8 @@ class Http:
             resp = self._pool.request("GET", url, preload_content=False, redirect=False,
                                       headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"},
                                       timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+        except urllib3.exceptions.NewConnectionError as err:  # a ConnectTimeoutError subclass, but refused/unreachable
+            raise ScrapeError("connect", f"{url}: {str(err)[:200]}") from err
         except urllib3.exceptions.TimeoutError as err:
             raise ScrapeError("timeout", f"{url}: no answer within {self.timeout:g}s") from err
         except urllib3.exceptions.HTTPError as err:

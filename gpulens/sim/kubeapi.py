@@ -6,6 +6,7 @@ as they would at a cluster. It speaks what that client uses:
 
 - `GET /apis/serving.kserve.io/v1beta1[/namespaces/{ns}]/inferenceservices` (custom objects) and
   `GET /api/v1[/namespaces/{ns}]/pods` (core/v1): a `…List` with `metadata.resourceVersion`;
+- `limit` / `continue` pagination (`metadata.continue`, `remainingItemCount`);
 - `?watch=true` (`watch=1`): a chunked stream of `{"type": "ADDED|MODIFIED|DELETED", "object": …}`
   lines from `resourceVersion` on (unset or "0": synthetic ADDED events for the current state
   first, as the real server does), ending after `timeoutSeconds`; a resourceVersion older than the
@@ -36,6 +37,7 @@ Use: `api = KubeAPI().start(); api.add(inference_service(...)); api.kubeconfig(p
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -209,6 +211,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server_version = "kube-apiserver-standin"
     sys_version = ""
     server: _HTTPServer
@@ -440,9 +443,10 @@ class KubeAPI:
         self._delay = seconds
 
     def expire(self) -> None:
-        """Drop the event history (etcd compaction): open watches get ERROR 410; old rvs get 410."""
+        """Drop the event history (etcd compaction): open watches get ERROR 410; every rv handed out before → 410."""
         with self._lock:
             self._events.clear()
+            self._rv += 1  # every resourceVersion handed out before this call is now too old
             self._oldest = self._rv
             self._expired_generation += 1
             self._lock.notify_all()
@@ -504,13 +508,42 @@ class KubeAPI:
             return bool(labels(meta.get("labels") or {})) and bool(fields(obj))
 
         if verb == "list":
-            with self._lock:
-                items = [copy.deepcopy(o) for o in self._objects[resource].values() if matches(o)]
-                rv = str(self._rv)
-            h._send_json(200, {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
-                               "metadata": {"resourceVersion": rv}, "items": items})
+            self._list(h, resource, query, matches)
         else:
             self._watch(h, resource, query, matches)
+
+    def _list(self, h: _Handler, resource: Resource, query: dict[str, str], matches: Any) -> None:
+        """A list, paginated when asked (`limit`, `continue`): pages in (namespace, name) order.
+
+        Later pages show the objects as they are then (the real server reads them at the first
+        page's revision); a continue token older than the kept history is 410 Expired, as etcd
+        compaction makes it.
+        """
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() and int(query["limit"]) > 0 else 0
+        start, token_rv = 0, None
+        if query.get("continue"):
+            try:
+                token = json.loads(base64.urlsafe_b64decode(query["continue"].encode()))
+                start, token_rv = int(token["start"]), int(token["rv"])
+            except (ValueError, KeyError, TypeError):
+                h._send_json(400, status(400, "BadRequest", "continue key is not valid"))
+                return
+        with self._lock:
+            if token_rv is not None and token_rv < self._oldest:
+                gone = status(410, "Expired", "The provided continue parameter is too old to display a consistent list result.")
+                h._send_json(410, gone)
+                return
+            keys = sorted(k for k, o in self._objects[resource].items() if matches(o))
+            rv = str(token_rv if token_rv is not None else self._rv)
+            page = keys[start:start + limit] if limit else keys[start:]
+            items = [copy.deepcopy(self._objects[resource][k]) for k in page]
+        meta: Obj = {"resourceVersion": rv}
+        end = start + len(page)
+        if limit and end < len(keys):
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps({"rv": int(rv), "start": end}).encode()).decode()
+            meta["remainingItemCount"] = len(keys) - end
+        h._send_json(200, {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": meta,
+                           "items": items})
 
     def _watch(self, h: _Handler, resource: Resource, query: dict[str, str], matches: Any) -> None:
         timeout = float(query.get("timeoutSeconds") or 1800)

@@ -5,6 +5,9 @@ hundreds of them at once; the real KServe ModelServer (gpulens.sim.modelserver) 
 case. Each endpoint is a path prefix: `/<name>/metrics`, `/<name>/v2/models/<m>/ready`,
 `/<name>/v1/models/<m>`; pods point their `prometheus.kserve.io/path` annotation at it.
 
+Paths without a prefix (`/metrics`, `/v2/models/<m>/ready`) belong to endpoint "" (a pod whose
+readiness API is at the root of its port).
+
 Faults per endpoint (`fault(name, kind)`): `timeout` (answer after `delay` seconds), `garbage`
 (a body no Prometheus parser accepts), `huge` (`huge_bytes` of valid-looking exposition),
 `http500`, `empty` (200 with an empty body); `not_ready` models answer 503 on readiness.
@@ -38,6 +41,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -130,7 +134,10 @@ class MetricsEndpoints:
 
     def _answer(self, path: str) -> tuple[int, bytes]:
         parts = path.split("?", 1)[0].strip("/").split("/")
-        name, rest = parts[0], parts[1:]
+        if parts == ["metrics"] or parts[0] in ("v1", "v2"):  # no prefix: endpoint "" (one server per port)
+            name, rest = "", parts
+        else:
+            name, rest = parts[0], parts[1:]
         with self._lock:
             self.hits[name] = self.hits.get(name, 0) + 1
             body = self._bodies.get(name)

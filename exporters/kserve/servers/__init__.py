@@ -79,13 +79,31 @@ def _index(table: Iterable[Rule]) -> dict[str, list[tuple[Rule, str]]]:
 _INDEXES: dict[int, dict[str, list[tuple[Rule, str]]]] = {}
 
 
+def _wanted(text: str, index: dict[str, list[tuple[Rule, str]]]) -> str:
+    """Only the sample lines a mapping reads (a KServe pod also exposes ~40 process/GC lines, bucket
+    lines of histograms only summed, …): prometheus_client's parser costs ~20-100 µs a line."""
+    keep = []
+    for line in text.splitlines():
+        if line and line[0] != "#" and line.partition("{")[0].partition(" ")[0] in index:
+            keep.append(line)
+    return "\n".join(keep) + "\n" if keep else ""
+
+
 def normalise(text: str, table: tuple[Rule, ...], default_model: str) -> Normalised:
-    """Parse exposition text and map it; ValueError if prometheus_client cannot parse it."""
+    """Parse exposition text and map it; ValueError if prometheus_client cannot parse it.
+
+    Lines no mapping reads are skipped before parsing; if none is left, the whole text is parsed,
+    so a garbage body is still a ValueError and an empty one has `samples == 0`.
+    """
     index = _INDEXES.get(id(table))
     if index is None:
         index = _INDEXES[id(table)] = _index(table)
     out = Normalised()
-    for family in text_string_to_metric_families(text):
+    wanted = _wanted(text, index)
+    if not wanted:
+        out.samples = sum(len(f.samples) for f in text_string_to_metric_families(text))
+        return out
+    for family in text_string_to_metric_families(wanted):
         for sample in family.samples:
             out.samples += 1
             matches = index.get(sample.name)

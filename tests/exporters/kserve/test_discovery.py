@@ -106,7 +106,7 @@ def test_namespaces_and_label_selector(kubeapi: KubeAPI, client: Any) -> None:
     kubeapi.add(inference_service("c", namespace="team-c", labels={"tier": "gold"}))
     d = _discovery(client, namespaces=("team-a", "team-b"), label_selector="tier=gold").start()
     try:
-        wait_until(lambda: _names(d) == {"a"}, what="filtered list")
+        wait_until(lambda: _names(d) == {"a"} and all(r.listed for r in d.isvcs), what="filtered lists of both namespaces")
         assert {(r.verb, r.namespace) for r in kubeapi.requests if r.resource == "inferenceservices"} >= {
             ("list", "team-a"), ("list", "team-b")}
     finally:
@@ -234,3 +234,17 @@ def test_static_targets() -> None:
     [t] = parse_targets({"targets": [{"name": "demo", "namespace": "local", "url": "http://127.0.0.1:8080/",
                                       "protocol": "v1", "models": ["classifier", "slow"]}]})
     assert t.metrics_url == "http://127.0.0.1:8080/metrics" and t.server == "kserve" and t.models == ("classifier", "slow")
+
+
+def test_lists_page_by_page(kubeapi: KubeAPI, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpulens.exporters.kserve import discovery
+
+    for i in range(5):
+        kubeapi.add(inference_service(f"m{i}"))
+    monkeypatch.setattr(discovery, "PAGE_SIZE", 2)
+    monkeypatch.setattr(discovery._list_pages, "__defaults__", (2,))
+    d = _discovery(client)
+    d.isvcs[0].relist()
+    assert _names(d) == {f"m{i}" for i in range(5)}
+    pages = [r for r in kubeapi.requests if r.resource == "inferenceservices"]
+    assert [r.query.get("limit") for r in pages] == ["2", "2", "2"] and "continue" in pages[1].query

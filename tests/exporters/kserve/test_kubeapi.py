@@ -194,3 +194,23 @@ def test_silenced_watch_delivers_nothing_and_stays_open(kubeapi: KubeAPI, client
     events = list(watch.Watch().stream(custom.list_cluster_custom_object, G, V, P, resource_version=rv, timeout_seconds=1))
     assert [e["type"] for e in events] == ["ADDED"]
     assert [r.verb for r in kubeapi.requests] == ["watch", "watch"]
+
+
+def test_paginated_list(kubeapi: KubeAPI, client) -> None:
+    for i in range(7):
+        kubeapi.add(inference_service(f"m{i}"))
+    custom = k8s.CustomObjectsApi(client)
+    first = custom.list_cluster_custom_object(G, V, P, limit=3)
+    assert len(first["items"]) == 3 and first["metadata"]["remainingItemCount"] == 4
+    names = [i["metadata"]["name"] for i in first["items"]]
+    token = first["metadata"]["continue"]
+    while token:
+        page = custom.list_cluster_custom_object(G, V, P, limit=3, _continue=token)
+        names += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue")
+    assert names == [f"m{i}" for i in range(7)]
+    kubeapi.add(inference_service("later"))
+    kubeapi.expire()  # compaction past the token's revision
+    with pytest.raises(ApiException) as err:
+        custom.list_cluster_custom_object(G, V, P, limit=3, _continue=first["metadata"]["continue"])
+    assert err.value.status == 410
