@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gpulens import events
 from gpulens.config import ConfigError
 from gpulens.exporters.kserve import collectors as col
 from gpulens.exporters.kserve import servers
@@ -73,6 +74,7 @@ class KserveExporter:
         self.on_rendered: Callable[[dict[bool, bytes]], None] | None = None
         self.loop = Loop("kserve-refresh", self.refresh, cfg.interval_seconds, self._log, jitter=0.05)
         self._state_key = None
+        self._ready: dict[tuple[str, str], bool] = {}  # last Ready seen, for inferenceservice.ready_changed events
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -95,10 +97,25 @@ class KserveExporter:
             return isvcs, pods, col.endpoints_from_kube(isvcs, pods, self.cfg.queue_proxy_port)
         return [], [], col.endpoints_from_static(self.targets)
 
+    def _ready_events(self, isvcs: list[InferenceService]) -> None:
+        """One `inferenceservice.ready_changed` event per flip of Ready (not for the first sighting: a restart is no flip)."""
+        seen: dict[tuple[str, str], bool] = {}
+        for isvc in isvcs:
+            ready = isvc.ready
+            if ready is None:
+                continue
+            key = (isvc.namespace, isvc.name)
+            seen[key] = ready
+            if key in self._ready and self._ready[key] != ready:
+                reason = next((c.reason for c in isvc.conditions if c.type == "Ready"), "")
+                events.emit(events.inferenceservice_ready_changed(isvc.namespace, isvc.name, ready, reason, isvc.url))
+        self._ready = seen
+
     def refresh(self) -> None:
         """Scrape every endpoint, probe readiness, render. Never raises for the observed world's faults."""
         started = time.monotonic()
         isvcs, pods, endpoints = self.snapshot()
+        self._ready_events(isvcs)
         scrapes = list(self._pool.map(self._scrape, endpoints))
         t_scraped = time.monotonic()
         if self.cfg.readiness_probes and (self._readiness_at is None

@@ -365,3 +365,37 @@ def test_readme_documents_every_flag() -> None:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     for f in dataclasses.fields(KserveExporterConfig):
         assert f"`--{f.name.replace('_', '-')}`" in readme, f.name
+
+
+class _Sink:
+    """Collects shipped event documents (what a Shipper's submit() receives)."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+
+    def submit(self, doc: dict[str, Any]) -> None:
+        self.docs.append(doc)
+
+
+def test_ready_flips_are_events_and_first_sightings_are_not(kubeapi: KubeAPI, tmp_path: Path) -> None:
+    from gpulens import events
+
+    kubeapi.add(inference_service("flip", ready=True))
+    exporter = _kube_exporter(kubeapi, tmp_path, scrape_timeout_seconds=0.2, readiness_probes=False)
+    sink = _Sink()
+    events.attach(sink)
+    exporter.discovery.start()  # type: ignore[union-attr]
+    try:
+        _wait_listed(exporter, 1, 0)
+        exporter.refresh()
+        assert sink.docs == []  # first sighting: no flip
+        kubeapi.modify(inference_service("flip", ready=False))
+        wait_until(lambda: exporter.discovery.snapshot()[0][0].ready is False, what="Ready=False seen")  # type: ignore[union-attr]
+        exporter.refresh()
+        exporter.refresh()  # unchanged: no second event
+        [doc] = sink.docs
+        assert doc["event"]["action"] == "inferenceservice.ready_changed"
+        assert doc["inferenceservice"] == {"namespace": "models", "name": "flip", "ready": False}
+    finally:
+        events.detach(sink)
+        exporter.stop()
