@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 
 from gpulens.loop import Backoff
 from gpulens.up.supervisor import ChildSpec, Supervisor
+from tests.tools import wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
 # A child that starts a grandchild in its own process group, as uvicorn or a shell pipeline would.
@@ -23,15 +23,6 @@ PARENT_OF_SLEEPER = [sys.executable, "-c", textwrap.dedent("""
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     time.sleep(300)
 """)]
-
-
-def _wait_until(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _alive(pid: int) -> bool:
@@ -47,7 +38,7 @@ def test_exited_child_is_restarted_with_backoff_and_logged(tmp_path: Path) -> No
     child = sup.start(ChildSpec("crasher", [sys.executable, "-c", "print('boom', flush=True); raise SystemExit(3)"]))
     sup.watch(interval=0.02)
     try:
-        assert _wait_until(lambda: child.restarts >= 2)
+        wait_until(lambda: child.restarts >= 2)
     finally:
         sup.stop()
     assert any("crasher exited with code 3" in line for line in said)
@@ -60,12 +51,12 @@ def test_stop_ends_children_and_their_process_groups(tmp_path: Path) -> None:
     a = sup.start(ChildSpec("a", SLEEPER))
     b = sup.start(ChildSpec("b", PARENT_OF_SLEEPER))
     assert b.proc is not None and a.proc is not None
-    assert _wait_until(lambda: len(psutil.Process(b.proc.pid).children()) == 1)  # type: ignore[union-attr]
+    wait_until(lambda: len(psutil.Process(b.proc.pid).children()) == 1)  # type: ignore[union-attr]
     grandchild = psutil.Process(b.proc.pid).children()[0].pid
     sup.watch(interval=0.05)
     sup.stop()
     for pid in (a.proc.pid, b.proc.pid, grandchild):
-        assert _wait_until(lambda pid=pid: not _alive(pid)), f"pid {pid} survived stop()"
+        wait_until(lambda pid=pid: not _alive(pid), what=f"pid {pid} survived stop()")
     assert a.restarts == b.restarts == 0  # stopping is not a crash
 
 
@@ -78,7 +69,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
         print("ready", flush=True)
         time.sleep(300)
     """)]))
-    assert _wait_until(lambda: "ready" in (tmp_path / "stubborn.log").read_text())
+    wait_until(lambda: "ready" in (tmp_path / "stubborn.log").read_text())
     sup.stop(timeout=0.5)
     assert stubborn.proc is not None and stubborn.proc.returncode == -signal.SIGKILL
     assert any("did not stop" in line for line in said)
@@ -102,4 +93,4 @@ def test_children_die_with_the_supervisor_even_on_sigkill(tmp_path: Path) -> Non
     assert _alive(child_pid)
     parent.kill()
     parent.wait()
-    assert _wait_until(lambda: not _alive(child_pid)), "child outlived its SIGKILLed supervisor"
+    wait_until(lambda: not _alive(child_pid), what="child outlived its SIGKILLed supervisor")
