@@ -23,14 +23,16 @@ venv: $(STAMP)
 # Debian's prometheus gives promtool (tests lint every exposition with it) and a real Prometheus
 # for the integration tests. Installed when root and missing; otherwise the tests say what is missing.
 prometheus:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
 	  else echo "prometheus/promtool missing: apt-get install prometheus prometheus-alertmanager (as root)"; fi; \
 	fi
 
-run: $(STAMP)
-	$(BIN)/gpulens gpu-exporter --simulate auto --simulate-kubelet --listen-address 127.0.0.1 $(ARGS)
+# The whole suite on 127.0.0.1 (`gpulens up`): model server, exporters, probe, Prometheus, Alertmanager, load.
+# Flags pass through: make run ARGS='--fault xid79'.
+run: $(STAMP) prometheus
+	$(BIN)/gpulens up $(ARGS)
 
 # k8s/ validation tools, each apart from .venv: checkov (heavy, conflicting pins) and hadolint in their own
 # venv, and the CRD schemas (@kubernetes-models/*, TypeScript) from npm, pinned by tests/k8s/package-lock.json.

@@ -87,6 +87,8 @@ COMMANDS: dict[str, Command] = {
                      "gpulens.probes.inference.app:main"),
     "canary": Command("gpulens.probes.canary.config:CanaryConfig", "Run the torch GPU canary and export its figures (port 9449).",
                       "gpulens.probes.canary.app:main"),
+    "up": Command("gpulens.up.config:UpConfig", "Run the whole suite on this machine (make run).", "gpulens.up.app:run"),
+    "top": Command("gpulens.top:TopConfig", "Terminal view of GPUs, inference services, probes and alerts.", "gpulens.top:run"),
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,16 +20,7 @@ from gpulens.exporters.kserve.discovery import (
 from gpulens.loop import Backoff
 from gpulens.sim.inferenceservices import BASE_TIME, fixtures, inference_service, predictor_pod
 from gpulens.sim.kubeapi import KubeAPI
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
+from tests.tools import wait_until
 
 
 def test_parse_fixtures() -> None:

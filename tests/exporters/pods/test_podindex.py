@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,9 @@ from gpulens.loop import Backoff
 from gpulens.sim import SimulatedNVML
 from gpulens.sim.kubeapi import KubeAPI
 from gpulens.sim.sharedgpu import LAYOUTS, ProcTree, container_id, gpu_pod, pod_uid
+from tests.tools import wait_until
 
 NODE = "gpu-node-1"
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def _pod(name: str, node: str = NODE, containers: tuple[str, ...] = ("main",)) -> dict[str, Any]:

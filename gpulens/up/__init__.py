@@ -1,0 +1,1 @@
+"""`gpulens up`: the whole suite on one machine (model server, exporters, probe, Prometheus, Alertmanager, load)."""
