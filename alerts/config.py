@@ -39,6 +39,7 @@ class AlertConfig:
     error_ratio_warning: float = 0.05
     error_ratio_min_rps: float = 0.1  # below this request rate the error ratio is noise
     canary_ratio_warning: float = 0.7
+    canary_fleet_ratio_warning: float = 0.9  # a 5% spread between GPUs of one model is normal
     grafana_datasource_uid: str = "prometheus"  # Grafana-managed rules name a concrete datasource
     grafana_folder: str = "gpulens"
 

@@ -48,7 +48,7 @@ FAULTS = {
 PROMTOOL_ONLY = {"GpulensNodeGpusMissing"}
 PENDING_EXPORTER = {
     "GpulensInferenceErrorRatioHigh": "kserve", "GpulensProbeFailing": "probe",
-    "GpulensGpuCanaryFailing": "canary", "GpulensGpuCanaryThroughputLow": "canary",
+    "GpulensGpuCanaryFailing": "canary", "GpulensGpuCanaryThroughputLow": "canary", "GpulensGpuCanarySlowerThanFleet": "canary",
     "GpulensSloAvailabilityBudgetBurn": "kserve", "GpulensSloLatencyBudgetBurn": "kserve", "GpulensSloTtftBudgetBurn": "kserve",
 }
 
