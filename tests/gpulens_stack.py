@@ -54,6 +54,7 @@ from tests.tools import require_tool
 ROOT = Path(__file__).resolve().parent.parent
 JOB = AlertConfig().gpu_exporter_job
 KSERVE_JOB = "gpulens-kserve-exporter"
+PROBE_JOB = "gpulens-probe"
 CLUSTER = "test"
 HOT_GPU, BROKEN_GPU, PAGE_GPU, IDLE_GPU, LOST_GPU = range(5)
 LOG = logging.getLogger("tests.stack")
@@ -208,7 +209,8 @@ def _kubeapi(workdir: Path) -> tuple[KubeAPI, str]:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path, kserve: list[str]):
+    def __init__(self, workdir: Path, targets: dict[str, str], alertmanager: str, rules_dir: Path, kserve: list[str],
+                 probes: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -222,6 +224,10 @@ class Prometheus:
             }, {
                 "job_name": KSERVE_JOB,
                 "static_configs": [{"targets": kserve, "labels": {"cluster": CLUSTER}}],
+            }, {
+                # The probe and the canary, in OpenMetrics (as Prometheus negotiates it): exemplars included.
+                "job_name": PROBE_JOB,
+                "static_configs": [{"targets": probes, "labels": {"cluster": CLUSTER, "node": "gpu-node-1"}}],
             }],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -387,6 +393,15 @@ def _start(tmp: Path, model_server: ModelServerProcess) -> tuple[Stack, Callable
                                                             "protocol": "v2", "server": "kserve", "models": ["classifier"]}]))
         exporters["kserve-static"] = Process(tmp, "kserve-static", ["kserve-exporter", "--mode", "static", "--targets-file",
                                                                     str(tmp / "targets.yaml"), "--interval-seconds", "1"])
+        # The probe: a healthy target and the broken model (HTTP 500: GpulensProbeFailing fires for it).
+        (tmp / "probe-targets.yaml").write_text(yaml.safe_dump({"targets": [
+            {"name": "classifier", "url": model_server.url, "model": "classifier", "protocol": "v2", "payload": "metadata"},
+            {"name": "broken", "url": model_server.url, "model": "broken", "protocol": "v2", "payload": "metadata"}]}))
+        exporters["probe"] = Process(tmp, "probe", ["probe", "--targets-file", str(tmp / "probe-targets.yaml"),
+                                                    "--interval-seconds", "1", "--timeout-seconds", "2"])
+        # The canary on the CPU (no CUDA here), sized to take milliseconds.
+        exporters["canary"] = Process(tmp, "canary", ["canary", "--device", "cpu", "--interval-seconds", "1",
+                                                      "--matmul-size", "64", "--copy-bytes", "65536"])
         traffic = Traffic(model_server.url)
         targets = {node: f"127.0.0.1:{exporters[node].port}" for node in NODES}
         targets["gpu-node-4"] = f"127.0.0.1:{free_port()}"  # nothing listens: up == 0
@@ -398,7 +413,8 @@ def _start(tmp: Path, model_server: ModelServerProcess) -> tuple[Stack, Callable
         for name, text in rules.items():
             (rules_dir / name).write_text(text)
         prom = Prometheus(tmp, targets, f"127.0.0.1:{am.port}", rules_dir,
-                          [f"127.0.0.1:{exporters[k].port}" for k in ("kserve", "kserve-static")])
+                          [f"127.0.0.1:{exporters[k].port}" for k in ("kserve", "kserve-static")],
+                          [f"127.0.0.1:{exporters[k].port}" for k in ("probe", "canary")])
         wait("alertmanager ready", am.ready)
         wait("prometheus ready", prom.ready)
         for name, process in exporters.items():
@@ -417,6 +433,8 @@ def _start(tmp: Path, model_server: ModelServerProcess) -> tuple[Stack, Callable
             ("the InferenceServices", "count(gpulens_inferenceservice_ready) == 4"),
             ("llama's request rate", 'gpulens:inference_requests:rate5m{inferenceservice="llama"} > 0'),
             ("llama's latency SLO ratios", 'gpulens:slo_errors:ratio_rate5m{slo="llama", objective="latency"}'),
+            ("the broken model's failed probes", 'gpulens_probe_success{model="broken"} == 0'),
+            ("the canary's runs", "gpulens_canary_success == 1"),
         ]:
             wait(what, lambda q=query: prom.query(q))
         return stack, stop

@@ -43,11 +43,13 @@ FAULTS = {
     "GpulensGpuSampleStale": Fault({"node": "gpu-node-3"}, {"sample_stale_seconds": 2.0}),
     # The stand-in's failed rollout (resnet); `for:` is checked by promtool, the expr here.
     "GpulensInferenceServiceNotReady": Fault({"namespace": "models", "inferenceservice": "resnet"}),
+    # The stack's probe of the model that answers 500.
+    "GpulensProbeFailing": Fault({"target": "broken", "model": "broken", "protocol": "v2"}),
 }
 # Checked by promtool only: the simulated NVML cannot make a GPU vanish from enumeration mid-run.
 PROMTOOL_ONLY = {"GpulensNodeGpusMissing"}
 PENDING_EXPORTER = {
-    "GpulensInferenceErrorRatioHigh": "kserve", "GpulensProbeFailing": "probe",
+    "GpulensInferenceErrorRatioHigh": "kserve",
     "GpulensGpuCanaryFailing": "canary", "GpulensGpuCanaryThroughputLow": "canary", "GpulensGpuCanarySlowerThanFleet": "canary",
     "GpulensSloAvailabilityBudgetBurn": "kserve", "GpulensSloLatencyBudgetBurn": "kserve", "GpulensSloTtftBudgetBurn": "kserve",
 }
