@@ -998,3 +998,10 @@ def test_readme_scaling_block_matches_a_live_scrape() -> None:
     block = readme[readme.index(scaling.BEGIN):readme.index(scaling.END)]
     (documented,) = re.findall(r"\*\*(\d+) series\*\* per node", block)
     assert int(documented) == scaling.measure().series, "README scaling figures are stale: run `make scaling`"
+
+
+def test_canary_overlay_runs_the_canary_in_the_exporter(builds: dict[str, list[dict[str, Any]]]) -> None:
+    container = _gpu_container(builds["overlays/canary"])
+    assert container["args"] == ["gpu-exporter", "--canary=true"] and container["image"].endswith("-canary")
+    assert container["resources"]["limits"]["memory"] == "1536Mi"
+    assert config.load(GpuExporterConfig, env={}, flags={"canary": "true"}).canary is True
